@@ -1,0 +1,87 @@
+//! `ybpos-gateway-sim`: the settlement gateway simulator as a program, for
+//! HIS vendors' sandboxes and manual testing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use settlement_client::auth::Signer;
+use settlement_client::sim::{SimSettings, Simulator};
+
+/// Simulated medical-insurance settlement gateway (all transport profiles).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:17490")]
+    listen: SocketAddr,
+    /// Authentication to require: none, tif, x-ca, apikey.
+    #[arg(long, default_value = "none")]
+    auth: String,
+    /// x-tif-paasid (tif) or x-ca-key (x-ca).
+    #[arg(long, default_value = "")]
+    key: String,
+    /// File holding the shared secret (tif, x-ca, apikey).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Seconds an issued test code stays decodable.
+    #[arg(long, default_value_t = 60)]
+    code_ttl_secs: i64,
+    /// Seconds an ecToken stays valid.
+    #[arg(long, default_value_t = 600)]
+    token_ttl_secs: i64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let secret = || -> anyhow::Result<String> {
+        let f = args
+            .secret_file
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("--secret-file is required for --auth {}", args.auth))?;
+        Ok(std::fs::read_to_string(f)?.trim_end().to_string())
+    };
+    let verifier = match args.auth.as_str() {
+        "none" => Signer::None,
+        "tif" => Signer::Tif {
+            paasid: args.key.clone(),
+            secret: secret()?,
+        },
+        "x-ca" => Signer::XCa {
+            key: args.key.clone(),
+            secret: secret()?,
+        },
+        "apikey" => Signer::ApiKey { key: secret()? },
+        other => anyhow::bail!("unknown --auth {other:?} (none, tif, x-ca, apikey)"),
+    };
+    let settings = SimSettings {
+        code_ttl: chrono::Duration::seconds(args.code_ttl_secs),
+        token_ttl: chrono::Duration::seconds(args.token_ttl_secs),
+        ..SimSettings::default()
+    };
+    let running = Simulator::new(settings, verifier).bind(args.listen).await?;
+    println!("ybpos gateway simulator listening on {}", running.addr);
+    println!(
+        "  fsi-paths / infno-in-url base URL: {}",
+        running.base_url()
+    );
+    println!(
+        "  single-endpoint URL:               {}",
+        running.single_endpoint_url()
+    );
+    println!("  test people:   curl http://{}/sim/people", running.addr);
+    println!(
+        "  issue a code:  curl -X POST http://{}/sim/codes -d '{{\"person\":\"0\"}}'",
+        running.addr
+    );
+    tokio::signal::ctrl_c().await?;
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! A faithful simulator of the provincial settlement gateway (gateway.md §8).
+//!
+//! Built on the same message types as the client, so the two cannot drift.
+//! Used by the project's tests, by `ybposd --demo`, and by HIS vendors as a
+//! sandbox through the `ybpos-gateway-sim` binary.
+//!
+//! - [`people`]: the built-in test people.
+//! - [`state`]: the platform's state and transaction handlers (sans-IO).
+//! - [`server`]: HTTP routes for the three transport profiles, auth checks,
+//!   and the control API.
+
+pub mod people;
+pub mod server;
+pub mod state;
+
+pub use server::{RunningSim, Simulator, TestCode};
+pub use state::SimSettings;
