@@ -1,1 +1,24 @@
+//! `ybposd`, the 医保码 terminal daemon, and the `ybpos` CLI.
+//!
+//! - [`run`]: wiring and phased shutdown ([`run::Daemon`]).
+//! - [`classify`]: payment code or 医保码 candidate (sans-IO).
+//! - [`scanhub`]: scanner status, de-duplication, waits, `scan` events.
+//! - [`identity`] and [`sessions`]: decode + 1101 into identity sessions.
+//! - [`service`]: executes API calls against the parts above.
+//! - [`api`]: JSON-RPC 2.0 types, method parsing, the Unix-socket transport.
+//! - [`events`]: the event bus behind `events.subscribe`.
+//! - [`demo`]: `ybposd --demo`; [`cli`]: the `ybpos` command line.
+//! - [`logging`], [`time`]: small shared helpers.
 
+pub mod api;
+pub mod classify;
+pub mod cli;
+pub mod demo;
+pub mod events;
+pub mod identity;
+pub mod logging;
+pub mod run;
+pub mod scanhub;
+pub mod service;
+pub mod sessions;
+pub mod time;

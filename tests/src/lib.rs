@@ -1,1 +1,334 @@
+//! Test kit for end-to-end tests: a gateway simulator, a pty scanner, the
+//! daemon as a child process with its logs captured, and an async client.
 
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use serialport::{SerialPort, TTYPort};
+use settlement_client::auth::Signer;
+use settlement_client::sim::{RunningSim, SimSettings, Simulator};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+/// The daemon binary built for the tests (expands in the test crate, where
+/// cargo defines `CARGO_BIN_EXE_*`).
+#[macro_export]
+macro_rules! daemon_bin {
+    () => {
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_ybposd-under-test"))
+    };
+}
+
+/// Options of a test terminal.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The daemon binary (`daemon_bin!()`).
+    pub daemon: PathBuf,
+    /// `[codes] dedupe_window_ms`.
+    pub dedupe_window_ms: u64,
+    /// Extra TOML appended to the config.
+    pub extra_toml: String,
+}
+
+impl Options {
+    /// Defaults, running `daemon`.
+    pub fn new(daemon: PathBuf) -> Self {
+        Options {
+            daemon,
+            dedupe_window_ms: 100,
+            extra_toml: String::new(),
+        }
+    }
+}
+
+/// A whole test terminal: simulator, pty scanner, daemon child.
+#[derive(Debug)]
+pub struct Terminal {
+    /// Temporary folder holding config, socket and journal.
+    pub dir: tempfile::TempDir,
+    /// The gateway simulator.
+    pub sim: RunningSim,
+    /// The scanner's side of the pty.
+    pub scanner: TTYPort,
+    /// The API socket.
+    pub socket: PathBuf,
+    /// The config file.
+    pub config: PathBuf,
+    daemon: PathBuf,
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Terminal {
+    /// Starts everything and waits until the scanner is connected and the gateway signed in.
+    pub async fn start(opts: Options) -> Terminal {
+        let sim = Simulator::new(SimSettings::default(), Signer::None)
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("simulator");
+        let (master, slave) = TTYPort::pair().expect("pty");
+        let pty = slave.name().expect("pty name");
+        drop(slave);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("ybpos.toml");
+        let text = format!(
+            r#"[terminal]
+fixmedins_code  = "P42130200001"
+fixmedins_name  = "测试药房"
+mdtrtarea_admvs = "421381"
+opter           = "t1"
+
+[gateway]
+url = "{url}"
+request_timeout_ms = 5000
+
+[[scanner]]
+id = "counter"
+transport = "serial"
+path = "{pty}"
+suffix = "\r"
+
+[api]
+socket = "api.sock"
+http_listen = ""
+
+[journal]
+path = "journal.db"
+
+[codes]
+dedupe_window_ms = {dedupe}
+{extra}
+"#,
+            url = sim.base_url(),
+            dedupe = opts.dedupe_window_ms,
+            extra = opts.extra_toml,
+        );
+        std::fs::write(&config, text).expect("config");
+        let socket = dir.path().join("api.sock");
+        let mut t = Terminal {
+            dir,
+            sim,
+            scanner: master,
+            socket,
+            config,
+            daemon: opts.daemon.clone(),
+            child: None,
+            logs: Arc::new(Mutex::new(Vec::new())),
+        };
+        t.spawn_daemon();
+        t.wait_ready().await;
+        t
+    }
+
+    /// Starts the daemon child (again).
+    pub fn spawn_daemon(&mut self) {
+        let mut child = Command::new(&self.daemon)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn daemon");
+        let mut err = child.stderr.take().expect("stderr");
+        let logs = Arc::clone(&self.logs);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                logs.lock().expect("logs").extend_from_slice(&buf[..n]);
+            }
+        });
+        self.child = Some(child);
+    }
+
+    /// Waits until the API answers, the scanner is connected and the gateway is online.
+    pub async fn wait_ready(&self) {
+        for _ in 0..500 {
+            if let Ok(mut c) = Client::connect(&self.socket).await
+                && let Ok(info) = c.call("system.info", json!({})).await
+                && info["scanners"][0]["state"] == "connected"
+                && info["gateway"]["state"] == "online"
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("daemon not ready; logs:\n{}", self.logs());
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn logs(&self) -> String {
+        String::from_utf8_lossy(&self.logs.lock().expect("logs")).into_owned()
+    }
+
+    /// Writes bytes into the scanner side of the pty, as a scanner would.
+    pub fn scan_bytes(&mut self, bytes: &[u8]) {
+        self.scanner.write_all(bytes).expect("pty write");
+        self.scanner.flush().expect("pty flush");
+    }
+
+    /// Scans `text` with the CR suffix.
+    pub fn scan(&mut self, text: &str) {
+        self.scan_bytes(format!("{text}\r").as_bytes());
+    }
+
+    /// A new client.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.socket).await.expect("connect")
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..500 {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Kills the daemon with SIGKILL (crash tests).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the daemon child is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The folder's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An async JSON-RPC client over the Unix socket.
+#[derive(Debug)]
+pub struct Client {
+    rd: BufReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+    next_id: u64,
+    /// Notifications received while waiting for answers.
+    pub notifications: Vec<Value>,
+}
+
+impl Client {
+    /// Connects.
+    pub async fn connect(path: &Path) -> std::io::Result<Client> {
+        let s = UnixStream::connect(path).await?;
+        let (rd, wr) = s.into_split();
+        Ok(Client {
+            rd: BufReader::new(rd),
+            wr,
+            next_id: 1,
+            notifications: Vec::new(),
+        })
+    }
+
+    /// Sends raw bytes (for garbage tests).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.try_send_raw(bytes).await.expect("write");
+    }
+
+    /// Sends raw bytes; the daemon may have closed the connection.
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.wr.write_all(bytes).await
+    }
+
+    /// Reads the next message; `None` when the daemon closed the connection.
+    pub async fn read(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match tokio::time::timeout(Duration::from_secs(30), self.rd.read_line(&mut line)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => None,
+            Ok(Ok(_)) => Some(serde_json::from_str(&line).expect("daemon sent JSON")),
+            Err(_) => panic!("no message from the daemon within 30 s"),
+        }
+    }
+
+    /// Sends a request without waiting; returns its id.
+    pub async fn send(&mut self, method: &str, params: Value) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line =
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        line.push('\n');
+        self.send_raw(line.as_bytes()).await;
+        id
+    }
+
+    /// Waits for the answer to `id`; `Err` holds the error object.
+    pub async fn answer(&mut self, id: u64) -> Result<Value, Value> {
+        loop {
+            let m = self
+                .read()
+                .await
+                .expect("connection closed before the answer");
+            if m.get("id") == Some(&json!(id)) {
+                return match m.get("error") {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(m["result"].clone()),
+                };
+            }
+            if m.get("method").is_some() {
+                self.notifications.push(m);
+            }
+        }
+    }
+
+    /// One call.
+    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        let id = self.send(method, params).await;
+        self.answer(id).await
+    }
+
+    /// Waits for a notification matching `pred`.
+    pub async fn notification(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.notifications.iter().position(&pred) {
+            return self.notifications.remove(i);
+        }
+        loop {
+            let m = self.read().await.expect("connection closed");
+            if m.get("method").is_some() && pred(&m) {
+                return m;
+            }
+        }
+    }
+}
+
+/// Polls `scanner.list` on `c` until scanner 0 is armed by a wait.
+pub async fn until_armed(c: &mut Client) {
+    for _ in 0..500 {
+        if let Ok(v) = c.call("scanner.list", json!({})).await
+            && v[0]["armed"] == true
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the scanner was never armed");
+}

@@ -209,8 +209,8 @@ impl Simulator {
             return json_ok(&r);
         }
         let mut st = self.lock();
-        if let Err(r) = st.check_envelope(&req) {
-            let r = st.stamp(r, now);
+        if let Err(msg) = st.check_envelope(&req) {
+            let r = st.stamp(Response::failure(msg), now);
             return json_ok(&r);
         }
         if req.infno == "1162" {

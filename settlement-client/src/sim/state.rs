@@ -155,27 +155,22 @@ impl State {
         r
     }
 
-    /// Checks the §2 envelope rules; `Err` is the platform's refusal.
-    pub fn check_envelope(&mut self, req: &Request) -> Result<(), Response> {
+    /// Checks the §2 envelope rules; `Err` is the platform's refusal message.
+    pub fn check_envelope(&mut self, req: &Request) -> Result<(), String> {
         if MsgId::parse(&req.msgid).is_err() {
-            return Err(Response::failure(format!(
-                "FSI-报文ID格式错误: {:?}",
-                req.msgid
-            )));
+            return Err(format!("FSI-报文ID格式错误: {:?}", req.msgid));
         }
         if !req.msgid.starts_with(&req.fixmedins_code) || req.fixmedins_code.len() != 12 {
-            return Err(Response::failure("FSI-报文ID与定点医药机构编号不符"));
+            return Err("FSI-报文ID与定点医药机构编号不符".into());
         }
         if req.infno != "9001" && !self.sign_nos.contains(&req.sign_no) {
-            return Err(Response::failure("FSI-签到编号无效，请重新签到"));
+            return Err("FSI-签到编号无效，请重新签到".into());
         }
         if input_names_psn_no(&req.input).is_some() && req.insuplc_admdvs.len() != 6 {
-            return Err(Response::failure(
-                "FSI-参保地医保区划(insuplc_admdvs)不能为空",
-            ));
+            return Err("FSI-参保地医保区划(insuplc_admdvs)不能为空".into());
         }
         if !self.msgids.insert(req.msgid.clone()) {
-            return Err(Response::failure(format!("FSI-报文ID重复: {}", req.msgid)));
+            return Err(format!("FSI-报文ID重复: {}", req.msgid));
         }
         Ok(())
     }

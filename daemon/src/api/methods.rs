@@ -1,0 +1,325 @@
+//! Requests parsed into typed calls. Handlers never touch devices, the
+//! gateway or the journal: they only parse; [`crate::service`] executes.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use super::params::Params;
+use crate::events::TOPICS;
+use crate::identity::Given;
+
+/// Default and longest `scan.wait` (local-api.md).
+pub const SCAN_WAIT_DEFAULT: Duration = Duration::from_secs(30);
+/// Longest `scan.wait`.
+pub const SCAN_WAIT_MAX: Duration = Duration::from_secs(120);
+
+/// A parsed API call.
+#[derive(Debug, Clone)]
+pub enum Call {
+    /// `system.info`.
+    SystemInfo,
+    /// `scanner.list`.
+    ScannerList,
+    /// `events.subscribe`.
+    Subscribe {
+        /// Topics wanted.
+        topics: Vec<String>,
+    },
+    /// `events.unsubscribe`.
+    Unsubscribe {
+        /// The id from `events.subscribe`.
+        subscription: String,
+    },
+    /// `scan.wait`.
+    ScanWait {
+        /// 用码业务类型.
+        business_type: String,
+        /// Scanner id (default: the first).
+        scanner: Option<String>,
+        /// How long to wait.
+        timeout: Duration,
+    },
+    /// `identity.lookup`.
+    IdentityLookup {
+        /// 用码业务类型.
+        business_type: String,
+        /// The credential.
+        credential: Given,
+    },
+    /// `txn.submit`.
+    TxnSubmit {
+        /// Caller's idempotency key.
+        client_ref: String,
+        /// Transaction number.
+        infno: String,
+        /// Identity session to fill from.
+        session_id: Option<String>,
+        /// The platform `input`.
+        input: Map<String, Value>,
+    },
+    /// `txn.get`.
+    TxnGet {
+        /// By client_ref …
+        client_ref: Option<String>,
+        /// … or by txn_id.
+        txn_id: Option<String>,
+    },
+    /// `txn.list`.
+    TxnList {
+        /// Created at or after (RFC 3339 or date).
+        since: Option<String>,
+        /// Only this state.
+        state: Option<String>,
+        /// At most this many (default 100, max 1000).
+        limit: usize,
+    },
+    /// `report.usage`.
+    ReportUsage {
+        /// First day (`yyyy-MM-dd`).
+        from: chrono::NaiveDate,
+        /// Last day, inclusive.
+        to: chrono::NaiveDate,
+    },
+    /// `demo.scan` (demo mode only): put a test code into the virtual scanner.
+    DemoScan {
+        /// Test person (index, psn_no or name); default the first.
+        person: Option<String>,
+        /// `medical` (default), `wechat`, `alipay`, `unionpay`, `garbage`.
+        kind: String,
+        /// Exact text to scan instead.
+        text: Option<String>,
+    },
+}
+
+/// Checks a `client_ref`: 1–64 chars of `[A-Za-z0-9._:-]`.
+fn client_ref(p: &Params<'_>) -> Result<String, ApiError> {
+    let r = p.str("client_ref")?;
+    if r.len() > 64
+        || !r
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        return Err(ApiError::invalid_params(
+            "client_ref",
+            "must be 1–64 characters of [A-Za-z0-9._:-]",
+        ));
+    }
+    Ok(r)
+}
+
+fn date(p: &Params<'_>, k: &str) -> Result<chrono::NaiveDate, ApiError> {
+    let s = p.str(k)?;
+    chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+        .map_err(|_| ApiError::invalid_params(k, "must be a date yyyy-MM-dd"))
+}
+
+/// Parses `method` + `params` into a [`Call`].
+pub fn parse(method: &str, params: &Map<String, Value>) -> Result<Call, ApiError> {
+    let p = Params(params);
+    Ok(match method {
+        "system.info" => Call::SystemInfo,
+        "scanner.list" => Call::ScannerList,
+        "events.subscribe" => {
+            let topics = match params.get("topics") {
+                None => TOPICS.iter().map(|s| s.to_string()).collect(),
+                Some(Value::Array(a)) => {
+                    let mut out = Vec::new();
+                    for t in a {
+                        match t.as_str() {
+                            Some(s) if TOPICS.contains(&s) => out.push(s.to_string()),
+                            _ => {
+                                return Err(ApiError::invalid_params(
+                                    "topics",
+                                    format!("unknown topic {t}; topics are {}", TOPICS.join(", ")),
+                                ));
+                            }
+                        }
+                    }
+                    out
+                }
+                Some(_) => {
+                    return Err(ApiError::invalid_params(
+                        "topics",
+                        "must be a list of topic names",
+                    ));
+                }
+            };
+            Call::Subscribe { topics }
+        }
+        "events.unsubscribe" => Call::Unsubscribe {
+            subscription: p.str("subscription")?,
+        },
+        "scan.wait" => {
+            let timeout = match p.opt_u64("timeout_ms")? {
+                None => SCAN_WAIT_DEFAULT,
+                Some(0) => {
+                    return Err(ApiError::invalid_params("timeout_ms", "must be at least 1"));
+                }
+                Some(ms) if Duration::from_millis(ms) > SCAN_WAIT_MAX => {
+                    return Err(ApiError::invalid_params(
+                        "timeout_ms",
+                        "must be at most 120000",
+                    ));
+                }
+                Some(ms) => Duration::from_millis(ms),
+            };
+            Call::ScanWait {
+                business_type: p.business_type()?,
+                scanner: p.opt_str("scanner")?,
+                timeout,
+            }
+        }
+        "identity.lookup" => {
+            let business_type = p.business_type()?;
+            let c = Params(p.object("credential")?);
+            let nested = |mut e: ApiError| {
+                let f = format!(
+                    "credential.{}",
+                    e.data
+                        .get("field")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                );
+                e.message = format!("credential.{}", e.message);
+                e.data.insert("field".into(), Value::String(f));
+                e
+            };
+            let need = |k: &str| c.str(k).map_err(nested);
+            let credential = match need("type")?.as_str() {
+                "qr" => Given::Qr(need("value")?),
+                "id_card" => Given::IdCard {
+                    certno: need("certno")?,
+                    psn_name: c.opt_str("psn_name").map_err(nested)?,
+                },
+                "ss_card" => Given::SsCard {
+                    card_no: need("card_no")?,
+                    card_sn: need("card_sn")?,
+                },
+                other => {
+                    return Err(ApiError::invalid_params(
+                        "credential.type",
+                        format!("must be qr, id_card or ss_card, got {other:?}"),
+                    ));
+                }
+            };
+            Call::IdentityLookup {
+                business_type,
+                credential,
+            }
+        }
+        "txn.submit" => {
+            let client_ref = client_ref(&p)?;
+            let infno = p.str("infno")?;
+            let input = p.object("input")?.clone();
+            Call::TxnSubmit {
+                client_ref,
+                infno,
+                session_id: p.opt_str("session_id")?,
+                input,
+            }
+        }
+        "txn.get" => {
+            let client_ref = p.opt_str("client_ref")?;
+            let txn_id = p.opt_str("txn_id")?;
+            if client_ref.is_none() && txn_id.is_none() {
+                return Err(ApiError::invalid_params(
+                    "client_ref",
+                    "give client_ref or txn_id",
+                ));
+            }
+            Call::TxnGet { client_ref, txn_id }
+        }
+        "txn.list" => Call::TxnList {
+            since: p.opt_str("since")?,
+            state: p.opt_str("state")?,
+            limit: match p.opt_u64("limit")? {
+                None => 100,
+                Some(n) if (1..=1000).contains(&n) => n as usize,
+                Some(_) => return Err(ApiError::invalid_params("limit", "must be 1–1000")),
+            },
+        },
+        "report.usage" => {
+            let from = date(&p, "from")?;
+            let to = date(&p, "to")?;
+            if to < from {
+                return Err(ApiError::invalid_params("to", "must not be before from"));
+            }
+            Call::ReportUsage { from, to }
+        }
+        "demo.scan" => Call::DemoScan {
+            person: p.opt_str("person")?,
+            kind: p.opt_str("kind")?.unwrap_or_else(|| "medical".into()),
+            text: p.opt_str("text")?,
+        },
+        other => return Err(ApiError::method_not_found(other)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn scan_wait_params() {
+        let c = parse("scan.wait", &p(json!({"business_type": "02121"}))).unwrap();
+        assert!(matches!(c, Call::ScanWait { timeout, .. } if timeout == SCAN_WAIT_DEFAULT));
+        let e = parse("scan.wait", &p(json!({}))).unwrap_err();
+        assert_eq!(e.data["field"], "business_type");
+        let e = parse("scan.wait", &p(json!({"business_type": "2121"}))).unwrap_err();
+        assert_eq!(e.code, -32602);
+        let e = parse(
+            "scan.wait",
+            &p(json!({"business_type": "02121", "timeout_ms": 500000})),
+        )
+        .unwrap_err();
+        assert_eq!(e.data["field"], "timeout_ms");
+    }
+
+    #[test]
+    fn identity_credentials() {
+        let c = parse(
+            "identity.lookup",
+            &p(json!({"business_type": "01101", "credential": {"type": "id_card", "certno": "x", "psn_name": "n"}})),
+        )
+        .unwrap();
+        assert!(matches!(
+            c,
+            Call::IdentityLookup {
+                credential: Given::IdCard { .. },
+                ..
+            }
+        ));
+        let e = parse("identity.lookup", &p(json!({"business_type": "01101", "credential": {"type": "ss_card", "card_no": "x"}}))).unwrap_err();
+        assert_eq!(e.data["field"], "credential.card_sn");
+        let e = parse(
+            "identity.lookup",
+            &p(json!({"business_type": "01101", "credential": {"type": "face"}})),
+        )
+        .unwrap_err();
+        assert_eq!(e.data["field"], "credential.type");
+    }
+
+    #[test]
+    fn unknown_method_and_bad_client_ref() {
+        assert_eq!(parse("nope", &Map::new()).unwrap_err().code, -32601);
+        let e = parse(
+            "txn.submit",
+            &p(json!({"client_ref": "a b", "infno": "2102", "input": {}})),
+        )
+        .unwrap_err();
+        assert_eq!(e.data["field"], "client_ref");
+        let e = parse(
+            "events.subscribe",
+            &p(json!({"topics": ["scan", "weather"]})),
+        )
+        .unwrap_err();
+        assert_eq!(e.data["field"], "topics");
+    }
+}

@@ -1,0 +1,273 @@
+//! The Unix-socket transport: newline-delimited JSON-RPC 2.0.
+//!
+//! - The socket is created with mode 0660 and the configured group, before
+//!   the daemon reports ready; peers may be limited to a uid allow-list
+//!   (`SO_PEERCRED`).
+//! - A line is at most `max_request_bytes`; an over-long line is answered
+//!   with `invalid_request` and the connection closed, without buffering it.
+//! - Requests on one connection run concurrently (a long `scan.wait` does
+//!   not block `system.info`); answers carry the request's id.
+//! - At most `max_connections`; idle connections close after `idle_timeout`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, warn};
+use ybpos_config::Api;
+
+use super::conn::{Conn, OUTBOX};
+use super::error::ApiError;
+use super::{jsonrpc, methods};
+use crate::service::Service;
+
+/// Binding the socket failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// Another daemon answers on the socket.
+    #[error("{0} is in use by another running daemon")]
+    InUse(PathBuf),
+    /// Filesystem or permission problem.
+    #[error("cannot create API socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Binds the socket: removes a stale one, creates folders, sets mode and group.
+pub fn bind(cfg: &Api) -> Result<UnixListener, BindError> {
+    let path = &cfg.socket;
+    let io = |source| BindError::Io {
+        path: path.clone(),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(BindError::InUse(path.clone()));
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    if let Some(group) = &cfg.socket_group {
+        match nix::unistd::Group::from_name(group) {
+            Ok(Some(g)) => {
+                nix::unistd::chown(path.as_path(), None, Some(g.gid)).map_err(|e| io(e.into()))?;
+            }
+            Ok(None) => {
+                warn!(group = %group, "api.socket_group does not exist; the socket keeps the daemon's group.")
+            }
+            Err(e) => warn!(group = %group, error = %e, "Cannot look up api.socket_group."),
+        }
+    }
+    Ok(listener)
+}
+
+/// Serves connections until `cancel` fires.
+pub async fn serve(
+    listener: UnixListener,
+    cfg: Api,
+    service: Arc<Service>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let conn_ids = AtomicUsize::new(0);
+    let cfg = Arc::new(cfg);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "Accept failed.");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let n = conn_ids.fetch_add(1, Ordering::Relaxed);
+        let cred = stream.peer_cred().ok();
+        let (uid, pid) = (cred.map(|c| c.uid()), cred.and_then(|c| c.pid()));
+        let span = tracing::info_span!(
+            "api_conn",
+            conn = n,
+            transport = "unix",
+            peer_uid = uid,
+            peer_pid = pid
+        );
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracker.spawn(
+                refuse(stream, ApiError::overloaded("too many connections")).instrument(span),
+            );
+            continue;
+        };
+        if !cfg.allowed_uids.is_empty() && !uid.is_some_and(|u| cfg.allowed_uids.contains(&u)) {
+            tracker.spawn(
+                refuse(
+                    stream,
+                    ApiError::unauthorized("this user may not use the ybpos API"),
+                )
+                .instrument(span),
+            );
+            continue;
+        }
+        let service = Arc::clone(&service);
+        let cfg = Arc::clone(&cfg);
+        let cancel = cancel.child_token();
+        tracker.spawn(
+            async move {
+                debug!("Client connected.");
+                connection(stream, &cfg, service, cancel).await;
+                debug!("Client disconnected.");
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn refuse(mut stream: UnixStream, e: ApiError) {
+    info!(reason = %e, "Connection refused.");
+    let mut line = jsonrpc::error(&Value::Null, &e).to_string();
+    line.push('\n');
+    let _ = stream.write_all(line.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn connection(
+    stream: UnixStream,
+    cfg: &Api,
+    service: Arc<Service>,
+    cancel: CancellationToken,
+) {
+    let (rd, mut wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Value>(OUTBOX);
+    let conn = Arc::new(Conn::new(cancel.clone(), Some(out_tx.clone())));
+    let writer_cancel = cancel.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(v) = out_rx.recv().await {
+            let mut line = v.to_string();
+            line.push('\n');
+            if wr.write_all(line.as_bytes()).await.is_err() {
+                writer_cancel.cancel();
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let codec =
+        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), cfg.max_request_bytes);
+    let mut lines = FramedRead::new(rd, codec);
+    let inflight = Arc::new(AtomicUsize::new(0));
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => break,
+            n = tokio::time::timeout(cfg.idle_timeout, lines.next()) => n,
+        };
+        let frame = match next {
+            Err(_idle) => {
+                if inflight.load(Ordering::Relaxed) == 0 && !conn.has_subscriptions() {
+                    info!("Idle connection closed.");
+                    break;
+                }
+                continue;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
+                let e = ApiError::invalid_request(format!(
+                    "request line is longer than {} bytes; connection closed",
+                    cfg.max_request_bytes
+                ));
+                warn!("Over-long request line; connection closed.");
+                let _ = out_tx.send(jsonrpc::error(&Value::Null, &e)).await;
+                break;
+            }
+            Ok(Some(Err(e))) => {
+                debug!(error = %e, "Read failed.");
+                break;
+            }
+            Ok(Some(Ok(bytes))) => bytes,
+        };
+        let line = trim_line(&frame);
+        if line.is_empty() {
+            continue;
+        }
+        let req = match jsonrpc::parse(line) {
+            Ok(r) => r,
+            Err(bad) => {
+                let (id, e) = *bad;
+                debug!(error = %e, "Bad request.");
+                let _ = out_tx.send(jsonrpc::error(&id, &e)).await;
+                continue;
+            }
+        };
+        let service = Arc::clone(&service);
+        let conn2 = Arc::clone(&conn);
+        let out = out_tx.clone();
+        let inflight2 = Arc::clone(&inflight);
+        inflight.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("rpc", method = %req.method);
+        conn.tracker.spawn(
+            async move {
+                let answer = dispatch(&service, req.method.as_str(), &req.params, &conn2).await;
+                if let Some(id) = req.id {
+                    let msg = match answer {
+                        Ok(v) => jsonrpc::result(&id, v),
+                        Err(e) => jsonrpc::error(&id, &e),
+                    };
+                    let _ = out.send(msg).await;
+                }
+                inflight2.fetch_sub(1, Ordering::Relaxed);
+            }
+            .instrument(span),
+        );
+    }
+    // The client is gone (or we close): cancel its waits and subscriptions.
+    cancel.cancel();
+    conn.tracker.close();
+    conn.tracker.wait().await;
+    drop(out_tx);
+    drop(conn);
+    let _ = writer.await;
+}
+
+/// Parses and executes one request (shared by every transport).
+pub async fn dispatch(
+    service: &Service,
+    method: &str,
+    params: &serde_json::Map<String, Value>,
+    conn: &Arc<Conn>,
+) -> Result<Value, ApiError> {
+    let call = methods::parse(method, params)?;
+    service.execute(call, conn).await
+}
+
+fn trim_line(b: &[u8]) -> &[u8] {
+    let b = b.strip_suffix(b"\r").unwrap_or(b);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    &b[start..]
+}
+
+/// Removes the socket file on shutdown (only if it is still ours).
+pub fn unlink(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}

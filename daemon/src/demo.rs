@@ -1,0 +1,234 @@
+//! `ybposd --demo`: the whole product on one machine with nothing attached.
+//!
+//! Starts the gateway simulator on loopback, a virtual serial scanner on a
+//! pseudo-terminal, and the daemon with a config it writes into a temporary
+//! folder; then tells the newcomer, in plain words, how to "scan".
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rand::Rng;
+use serde_json::{Value, json};
+use serialport::{SerialPort, TTYPort};
+use settlement_client::auth::Signer;
+use settlement_client::sim::{SimSettings, Simulator};
+use tokio::io::AsyncBufReadExt;
+
+use crate::api::error::ApiError;
+use crate::run::{Daemon, Extras};
+use crate::service::DemoScanner;
+
+/// The demo's virtual scanner: writes codes into the pty the daemon reads.
+#[derive(Debug)]
+pub struct VirtualScanner {
+    master: Mutex<TTYPort>,
+    sim: Simulator,
+}
+
+impl VirtualScanner {
+    /// A scanner writing into `master`, issuing codes from `sim`.
+    pub fn new(master: TTYPort, sim: Simulator) -> Self {
+        VirtualScanner {
+            master: Mutex::new(master),
+            sim,
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) -> Result<(), ApiError> {
+        let mut m = self.master.lock().unwrap_or_else(|e| e.into_inner());
+        m.write_all(bytes)
+            .and_then(|_| m.flush())
+            .map_err(|e| ApiError::internal(format!("virtual scanner: {e}")))
+    }
+}
+
+fn digits(prefix: &str, len: usize) -> String {
+    let mut rng = rand::thread_rng();
+    let mut s = prefix.to_string();
+    while s.len() < len {
+        s.push(char::from(b'0' + rng.gen_range(0..10)));
+    }
+    s
+}
+
+impl DemoScanner for VirtualScanner {
+    fn scan(
+        &self,
+        person: Option<&str>,
+        kind: &str,
+        text: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        if let Some(t) = text {
+            self.write(format!("{t}\r").as_bytes())?;
+            return Ok(json!({"kind": "text", "text": t}));
+        }
+        let (text, who) = match kind {
+            "medical" => {
+                let who = person.unwrap_or("0");
+                let c = self.sim.issue_code(who).ok_or_else(|| {
+                    ApiError::invalid_params(
+                        "person",
+                        format!("no test person {who:?}; try 0, 1, 2 or 3"),
+                    )
+                })?;
+                let name = self.sim.with_state(|s| {
+                    s.find_person(&c.psn_no)
+                        .map(|i| s.accounts[i].person.name.to_string())
+                        .unwrap_or_default()
+                });
+                (c.code, json!({"psn_no": c.psn_no, "psn_name": name}))
+            }
+            "wechat" => (digits("13", 18), Value::Null),
+            "alipay" => (digits("28", 18), Value::Null),
+            "unionpay" => (digits("62", 19), Value::Null),
+            "garbage" => {
+                self.write(b"\x00\x01\x1b[garbage\xff\xfe\r")?;
+                return Ok(json!({"kind": "garbage"}));
+            }
+            other => {
+                return Err(ApiError::invalid_params(
+                    "kind",
+                    format!("{other:?}: use medical, wechat, alipay, unionpay or garbage"),
+                ));
+            }
+        };
+        // An AIM prefix, as a real QR scanner configured to send one would.
+        self.write(format!("]Q1{text}\r").as_bytes())?;
+        Ok(json!({"kind": kind, "text": text, "person": who}))
+    }
+}
+
+fn demo_config(gateway: &str, pty: &Path) -> String {
+    format!(
+        r#"# Written by `ybposd --demo`. A real terminal's config looks like this too.
+[terminal]
+fixmedins_code  = "P42130200001"
+fixmedins_name  = "ybpos 演示药房"
+mdtrtarea_admvs = "421381"
+opter           = "demo-cashier"
+opter_name      = "演示收银员"
+
+[gateway]
+url     = "{gateway}"
+profile = "fsi-paths"
+auth    = "none"
+request_timeout_ms = 10000
+
+[[scanner]]
+id        = "demo"
+transport = "serial"
+path      = "{pty}"
+suffix    = "\r"
+
+[api]
+socket      = "api.sock"
+http_listen = ""
+
+[journal]
+path = "journal.db"
+"#,
+        pty = pty.display(),
+    )
+}
+
+/// Runs the demo until Ctrl-C or `q`.
+pub async fn run() -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new().prefix("ybpos-demo-").tempdir()?;
+    let running = Simulator::new(SimSettings::default(), Signer::None)
+        .bind("127.0.0.1:0".parse()?)
+        .await?;
+    let (master, slave) = TTYPort::pair()?;
+    let pty = std::path::PathBuf::from(slave.name().unwrap_or_default());
+    drop(slave);
+    let cfg_path = dir.path().join("ybpos.toml");
+    std::fs::write(&cfg_path, demo_config(&running.base_url(), &pty))?;
+    let cfg = ybpos_config::load(&cfg_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scanner = Arc::new(VirtualScanner::new(master, running.sim.clone()));
+    let daemon = Daemon::start(
+        cfg,
+        Extras {
+            demo: Some(scanner.clone() as Arc<dyn DemoScanner>),
+        },
+    )
+    .await?;
+    // Let the scanner connect before inviting scans.
+    for _ in 0..50 {
+        if daemon.service.hub.list()[0]["state"] == "connected" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let sock = daemon.socket.display().to_string();
+    println!(
+        r#"
+ybpos demo is running: no hardware, no gateway, no config file needed.
+
+  Gateway simulator : {gw}   (test people: curl http://{addr}/sim/people)
+  Virtual scanner   : "demo", a serial scanner on {pty}
+  API socket        : {sock}
+  Config it wrote   : {cfg}
+
+Try it:
+  1. In a second terminal, wait for a scan the way a pharmacy POS does:
+       cargo run -q --bin ybpos -- --socket {sock} wait 02121
+  2. Come back here and press Enter: a test 医保码 for 张三 is "scanned".
+     The second terminal prints the person's identity (psn_no, insurance, balance).
+
+  Here: Enter = 张三 · 1/2/3 + Enter = other test people · w = WeChat payment code
+        a = Alipay code · g = scanner garbage · q = quit
+  Anywhere: cargo run -q --bin ybpos -- --socket {sock} scan-sim --kind wechat
+"#,
+        gw = running.base_url(),
+        addr = running.addr,
+        pty = pty.display(),
+        cfg = cfg_path.display(),
+    );
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            l = lines.next_line(), if stdin_open => {
+                let l = match l {
+                    Ok(Some(l)) => l,
+                    _ => { stdin_open = false; continue; }
+                };
+                let l = l.trim();
+                let r = match l {
+                    "q" | "quit" | "exit" => break,
+                    "" => scanner.scan(Some("0"), "medical", None),
+                    "w" => scanner.scan(None, "wechat", None),
+                    "a" => scanner.scan(None, "alipay", None),
+                    "u" => scanner.scan(None, "unionpay", None),
+                    "g" => scanner.scan(None, "garbage", None),
+                    p if p.chars().all(|c| c.is_ascii_digit()) => scanner.scan(Some(p), "medical", None),
+                    other => scanner.scan(None, "medical", Some(other)),
+                };
+                match r {
+                    Ok(v) => println!("scanned: {}", describe(&v)),
+                    Err(e) => println!("cannot scan: {}", e.message),
+                }
+            }
+        }
+    }
+    daemon.shutdown().await;
+    running.shutdown().await;
+    drop(dir);
+    Ok(())
+}
+
+fn describe(v: &Value) -> String {
+    match v["kind"].as_str() {
+        Some("medical") => format!(
+            "a test 医保码 for {} (psn_no {})",
+            v["person"]["psn_name"].as_str().unwrap_or("?"),
+            v["person"]["psn_no"].as_str().unwrap_or("?")
+        ),
+        Some("wechat") => "a WeChat payment code".into(),
+        Some("alipay") => "an Alipay payment code".into(),
+        Some("unionpay") => "a UnionPay code".into(),
+        Some("garbage") => "line noise (the daemon drops it with a log line)".into(),
+        _ => format!("the text {:?}", v["text"].as_str().unwrap_or("")),
+    }
+}

@@ -1,0 +1,217 @@
+//! Who is at the counter: decode (for a 医保码) and 1101, into a session.
+//!
+//! The same result for every credential, so patients without a smartphone
+//! (ID card `02`, social-security card `03`) are served exactly like those
+//! who show the code (`01`).
+
+use std::sync::Arc;
+
+use chrono::Local;
+use serde_json::{Value, json};
+use settlement_client::decode::DecodeContext;
+use settlement_client::redact::Masked;
+use settlement_client::{Gateway, Outcome};
+use tracing::{Instrument, info, warn};
+
+use crate::api::error::ApiError;
+use crate::sessions::{Credential, Session, Sessions};
+
+/// A credential as given by the client (`identity.lookup` `credential`).
+#[derive(Clone)]
+pub enum Given {
+    /// A scanned or typed 医保码.
+    Qr(String),
+    /// ID card number and name (`02`).
+    IdCard {
+        /// ID number.
+        certno: String,
+        /// Name (checked by the gateway when given).
+        psn_name: Option<String>,
+    },
+    /// Social-security card (`03`).
+    SsCard {
+        /// Card number.
+        card_no: String,
+        /// Card serial.
+        card_sn: String,
+    },
+}
+
+impl std::fmt::Debug for Given {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Given::Qr(_) => "Given::Qr",
+            Given::IdCard { .. } => "Given::IdCard",
+            Given::SsCard { .. } => "Given::SsCard",
+        })
+    }
+}
+
+/// Resolves identities against the gateway.
+#[derive(Debug)]
+pub struct Identity {
+    gateway: Arc<Gateway>,
+    sessions: Arc<Sessions>,
+    ttl: chrono::Duration,
+}
+
+impl Identity {
+    /// Identity lookups through `gateway`, sessions living `ttl`.
+    pub fn new(gateway: Arc<Gateway>, sessions: Arc<Sessions>, ttl: std::time::Duration) -> Self {
+        Identity {
+            gateway,
+            sessions,
+            ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(10)),
+        }
+    }
+
+    /// Decode (if a code) + 1101 → identity result JSON with a new session.
+    pub async fn lookup(&self, business_type: &str, given: Given) -> Result<Value, ApiError> {
+        let span = tracing::info_span!("identity", business_type, credential = ?given);
+        self.lookup_inner(business_type, given)
+            .instrument(span)
+            .await
+    }
+
+    async fn lookup_inner(&self, business_type: &str, given: Given) -> Result<Value, ApiError> {
+        let t = self.gateway.terminal();
+        let (credential, decode, input) = match given {
+            Given::Qr(code) => {
+                let ctx = DecodeContext {
+                    business_type: business_type.to_string(),
+                    org_id: t.fixmedins_code.clone(),
+                    operator_id: t.opter.clone(),
+                    operator_name: t.opter_name.clone(),
+                    ..DecodeContext::default()
+                };
+                let d = match self.gateway.decode(&code, &ctx).await {
+                    Outcome::Ok(d) => d,
+                    Outcome::Rejected { infcode, err_msg } => {
+                        info!(code = %Masked(&code), infcode, "Decode refused the code.");
+                        return Err(ApiError::decode_failed(infcode, &err_msg));
+                    }
+                    Outcome::NotSent { reason } | Outcome::Unknown { reason } => {
+                        warn!(%reason, "Decode did not complete.");
+                        return Err(ApiError::gateway_unreachable(&reason));
+                    }
+                };
+                let cred = Credential {
+                    mdtrt_cert_type: "01".into(),
+                    mdtrt_cert_no: d.ec_token().to_string(),
+                    card_sn: None,
+                };
+                let input = json!({"data": {
+                    "mdtrt_cert_type": "01",
+                    "mdtrt_cert_no": d.ec_token(),
+                    "card_sn": "",
+                    "begntime": "",
+                    "psn_cert_type": d.id_type(),
+                    "certno": d.id_no(),
+                    "psn_name": d.user_name(),
+                }});
+                (cred, Some(Value::Object(d.data)), input)
+            }
+            Given::IdCard { certno, psn_name } => {
+                let input = json!({"data": {
+                    "mdtrt_cert_type": "02",
+                    "mdtrt_cert_no": certno,
+                    "card_sn": "",
+                    "begntime": "",
+                    "psn_cert_type": "01",
+                    "certno": certno,
+                    "psn_name": psn_name.clone().unwrap_or_default(),
+                }});
+                let cred = Credential {
+                    mdtrt_cert_type: "02".into(),
+                    mdtrt_cert_no: certno,
+                    card_sn: None,
+                };
+                (cred, None, input)
+            }
+            Given::SsCard { card_no, card_sn } => {
+                let input = json!({"data": {
+                    "mdtrt_cert_type": "03",
+                    "mdtrt_cert_no": card_no,
+                    "card_sn": card_sn,
+                    "begntime": "",
+                    "psn_cert_type": "",
+                    "certno": "",
+                    "psn_name": "",
+                }});
+                let cred = Credential {
+                    mdtrt_cert_type: "03".into(),
+                    mdtrt_cert_no: card_no,
+                    card_sn: Some(card_sn),
+                };
+                (cred, None, input)
+            }
+        };
+        let person = match self.gateway.call("1101", input, "").await {
+            Outcome::Ok(r) => r.output.unwrap_or(Value::Null),
+            Outcome::Rejected { infcode, err_msg } => {
+                info!(infcode, "1101 refused.");
+                return Err(ApiError::gateway_rejected(infcode, &err_msg));
+            }
+            Outcome::NotSent { reason } | Outcome::Unknown { reason } => {
+                warn!(%reason, "1101 did not complete.");
+                return Err(ApiError::gateway_unreachable(&reason));
+            }
+        };
+        let psn_no = person
+            .pointer("/baseinfo/psn_no")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if psn_no.is_empty() {
+            return Err(ApiError::gateway_rejected(
+                -1,
+                "1101 answered without baseinfo.psn_no",
+            ));
+        }
+        let insu: Vec<&Value> = person
+            .get("insuinfo")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        let insuplc_admdvs = insu
+            .iter()
+            .find_map(|i| i.get("insuplc_admdvs").and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_string();
+        let insutypes = insu
+            .iter()
+            .filter_map(|i| {
+                i.get("insutype")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        let session = self.sessions.insert(Session {
+            id: String::new(),
+            credential: credential.clone(),
+            psn_no,
+            insuplc_admdvs,
+            insutypes,
+            expires_at: Local::now() + self.ttl,
+        });
+        info!(session = %session.id, psn_no = %Masked(&session.psn_no), "Identity resolved.");
+        let mut cred = json!({
+            "mdtrt_cert_type": credential.mdtrt_cert_type,
+            "mdtrt_cert_no": credential.mdtrt_cert_no,
+        });
+        if let Some(sn) = &credential.card_sn {
+            cred["card_sn"] = Value::String(sn.clone());
+        }
+        Ok(json!({
+            "session_id": session.id,
+            "expires_at": session.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            "credential": cred,
+            "decode": decode,
+            "person": {
+                "baseinfo": person.get("baseinfo").cloned().unwrap_or(Value::Null),
+                "insuinfo": person.get("insuinfo").cloned().unwrap_or(json!([])),
+                "idetinfo": person.get("idetinfo").cloned().unwrap_or(json!([])),
+            },
+        }))
+    }
+}

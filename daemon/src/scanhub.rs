@@ -1,0 +1,282 @@
+//! Where scans meet waiters: scanner status, de-duplication, classification,
+//! the `scan` and `scanner` events, and the one-wait-per-scanner rule.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use regex::Regex;
+use scanner_drivers::{Scan, ScannerEvent, ScannerState};
+use serde_json::{Value, json};
+use settlement_client::redact::Masked;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use ybpos_config::{Config, ScannerTransport};
+
+use crate::api::error::ApiError;
+use crate::classify::{CodeClass, classify};
+use crate::events::EventBus;
+use crate::time::rfc3339;
+
+/// What the daemon knows about one configured scanner.
+#[derive(Debug, Clone)]
+struct Status {
+    transport: ScannerTransport,
+    path: Option<PathBuf>,
+    vid: Option<u16>,
+    pid: Option<u16>,
+    state: ScannerState,
+    last_scan_at: Option<SystemTime>,
+    scans: u64,
+}
+
+/// A scan with its id and class, as delivered to a waiter.
+#[derive(Debug, Clone)]
+pub struct Classified {
+    /// `scan_id` of the `scan` event.
+    pub scan_id: String,
+    /// The scan.
+    pub scan: Scan,
+    /// What it is.
+    pub class: CodeClass,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    status: BTreeMap<String, Status>,
+    waiters: HashMap<String, (u64, mpsc::Sender<Classified>)>,
+    recent: HashMap<String, (u64, Instant)>,
+    next_scan: u64,
+    next_wait: u64,
+}
+
+/// The scan hub.
+#[derive(Debug)]
+pub struct ScanHub {
+    inner: Mutex<Inner>,
+    order: Vec<String>,
+    events: EventBus,
+    dedupe: Duration,
+    pattern: Regex,
+}
+
+impl ScanHub {
+    /// A hub for the configured scanners; all start `absent`.
+    pub fn new(cfg: &Config, events: EventBus) -> Arc<Self> {
+        let mut inner = Inner::default();
+        for s in &cfg.scanners {
+            inner.status.insert(
+                s.id.clone(),
+                Status {
+                    transport: s.transport,
+                    path: s.path.clone(),
+                    vid: s.usb.as_ref().map(|u| u.vid),
+                    pid: s.usb.as_ref().and_then(|u| u.pid),
+                    state: ScannerState::Absent,
+                    last_scan_at: None,
+                    scans: 0,
+                },
+            );
+        }
+        Arc::new(ScanHub {
+            inner: Mutex::new(inner),
+            order: cfg.scanners.iter().map(|s| s.id.clone()).collect(),
+            events,
+            dedupe: cfg.codes.dedupe_window,
+            pattern: cfg.codes.medical_code_pattern.clone(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies one event from the scanner back ends.
+    pub fn on_event(&self, ev: ScannerEvent) {
+        match ev {
+            ScannerEvent::State {
+                scanner,
+                state,
+                info,
+            } => {
+                let mut g = self.lock();
+                let Some(st) = g.status.get_mut(&scanner) else {
+                    return;
+                };
+                if info.path.is_some() {
+                    st.path = info.path;
+                }
+                st.vid = info.vid.or(st.vid);
+                st.pid = info.pid.or(st.pid);
+                if st.state != state {
+                    st.state = state.clone();
+                    drop(g);
+                    info!(scanner = %scanner, state = state.as_str(), "Scanner state changed.");
+                    let mut f = json!({"scanner": scanner, "state": state.as_str()});
+                    if let ScannerState::Error(e) = &state {
+                        f["error"] = Value::String(e.clone());
+                    }
+                    self.events.publish("scanner", f);
+                }
+            }
+            ScannerEvent::Scan(scan) => self.on_scan(scan),
+        }
+    }
+
+    fn on_scan(&self, scan: Scan) {
+        let now = Instant::now();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        scan.text.hash(&mut h);
+        let digest = h.finish();
+        let class = classify(&scan.text, &self.pattern);
+        let mut g = self.lock();
+        if let Some((d, at)) = g.recent.get(&scan.scanner)
+            && *d == digest
+            && now.duration_since(*at) < self.dedupe
+        {
+            debug!(scanner = %scan.scanner, "Same code again within the de-duplication window; ignored.");
+            g.recent.insert(scan.scanner.clone(), (digest, now));
+            return;
+        }
+        g.recent.insert(scan.scanner.clone(), (digest, now));
+        g.next_scan += 1;
+        let scan_id = format!("s{}", g.next_scan);
+        if let Some(st) = g.status.get_mut(&scan.scanner) {
+            st.scans += 1;
+            st.last_scan_at = Some(scan.at);
+        }
+        let c = Classified {
+            scan_id: scan_id.clone(),
+            scan,
+            class,
+        };
+        if let Some((_, tx)) = g.waiters.get(&c.scan.scanner)
+            && tx.try_send(c.clone()).is_err()
+        {
+            warn!(scanner = %c.scan.scanner, "A waiter is not taking scans; scan not delivered.");
+        }
+        drop(g);
+        info!(
+            scanner = %c.scan.scanner,
+            scan_id = %scan_id,
+            class = class.as_str(),
+            len = c.scan.text.len(),
+            code = %Masked(&c.scan.text),
+            "Scan."
+        );
+        self.events.publish(
+            "scan",
+            json!({
+                "scan_id": scan_id,
+                "scanner": c.scan.scanner,
+                "at": rfc3339(c.scan.at),
+                "class": class.as_str(),
+                "symbology": c.scan.symbology.map(|s| s.as_aim()),
+                "text": c.scan.text,
+            }),
+        );
+    }
+
+    /// `scanner.list`.
+    pub fn list(&self) -> Value {
+        let g = self.lock();
+        let items: Vec<Value> = self
+            .order
+            .iter()
+            .filter_map(|id| g.status.get(id).map(|s| (id, s)))
+            .map(|(id, s)| {
+                json!({
+                    "id": id,
+                    "transport": s.transport.as_str(),
+                    "path": s.path.as_ref().map(|p| p.display().to_string()),
+                    "vid": s.vid.map(|v| format!("{v:04x}")),
+                    "pid": s.pid.map(|v| format!("{v:04x}")),
+                    "state": s.state.as_str(),
+                    "error": match &s.state { ScannerState::Error(e) => Value::String(e.clone()), _ => Value::Null },
+                    "last_scan_at": s.last_scan_at.map(rfc3339),
+                    "scans": s.scans,
+                    "armed": g.waiters.get(id.as_str()).is_some_and(|(_, tx)| !tx.is_closed()),
+                })
+            })
+            .collect();
+        Value::Array(items)
+    }
+
+    /// Arms a wait on `scanner` (default: the first configured). One wait per scanner.
+    pub fn wait(self: &Arc<Self>, scanner: Option<&str>) -> Result<Waiter, ApiError> {
+        let id =
+            match scanner {
+                Some(s) => s.to_string(),
+                None => self.order.first().cloned().ok_or_else(|| {
+                    ApiError::scanner_unavailable("", "— no scanner is configured")
+                })?,
+            };
+        let mut g = self.lock();
+        let Some(st) = g.status.get(&id) else {
+            return Err(ApiError::scanner_unavailable(&id, "is not configured"));
+        };
+        match &st.state {
+            ScannerState::Connected => {}
+            ScannerState::Absent => {
+                return Err(ApiError::scanner_unavailable(&id, "is not connected"));
+            }
+            ScannerState::Error(e) => {
+                return Err(ApiError::scanner_unavailable(
+                    &id,
+                    &format!("has an error: {e}"),
+                ));
+            }
+        }
+        if let Some((_, tx)) = g.waiters.get(&id)
+            && !tx.is_closed()
+        {
+            return Err(ApiError::scanner_busy(&id));
+        }
+        g.next_wait += 1;
+        let wait_id = g.next_wait;
+        let (tx, rx) = mpsc::channel(8);
+        g.waiters.insert(id.clone(), (wait_id, tx));
+        Ok(Waiter {
+            hub: Arc::clone(self),
+            scanner: id,
+            wait_id,
+            rx,
+        })
+    }
+}
+
+/// An armed wait; dropping it frees the scanner.
+#[derive(Debug)]
+pub struct Waiter {
+    hub: Arc<ScanHub>,
+    scanner: String,
+    wait_id: u64,
+    rx: mpsc::Receiver<Classified>,
+}
+
+impl Waiter {
+    /// The next scan on the scanner.
+    pub async fn next(&mut self) -> Option<Classified> {
+        self.rx.recv().await
+    }
+
+    /// Which scanner is held.
+    pub fn scanner(&self) -> &str {
+        &self.scanner
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut g = self.hub.lock();
+        if g.waiters
+            .get(&self.scanner)
+            .is_some_and(|(id, _)| *id == self.wait_id)
+        {
+            g.waiters.remove(&self.scanner);
+        }
+    }
+}
