@@ -121,6 +121,14 @@ const FEES: &[&str] = &[
     "feedetail[].psn_no",
     "feedetail[].det_item_fee_sumamt",
 ];
+const OTP_FEES: &[&str] = &[
+    "feedetail[]",
+    "feedetail[].feedetl_sn",
+    "feedetail[].mdtrt_id",
+    "feedetail[].psn_no",
+    "feedetail[].chrg_bchno",
+    "feedetail[].det_item_fee_sumamt",
+];
 
 /// Every transaction ybpos knows. Paths marked [guess] in gateway.md are
 /// overridable per infno with `[gateway.paths]`.
@@ -218,7 +226,7 @@ pub static CATALOGUE: &[TxnSpec] = &[
             "outpatient fee upload",
             "/outpatientDocInfoService/outpatientFeeListUp",
             "feedetail",
-            FEES,
+            OTP_FEES,
         ),
         "2205",
     ),

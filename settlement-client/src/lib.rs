@@ -18,6 +18,7 @@ pub mod money;
 pub mod msgid;
 pub mod outcome;
 pub mod redact;
+pub mod reversal;
 pub mod sim;
 pub mod transport;
 

@@ -78,6 +78,21 @@ impl Money {
     }
 }
 
+/// Written as a JSON number with two decimals (`12.30`), as the gateway does.
+impl serde::Serialize for Money {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&self.to_json(), s)
+    }
+}
+
+/// Read from a JSON number or string of yuan, exactly.
+impl<'de> serde::Deserialize<'de> for Money {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Money::from_json(&v).map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::fmt::Display for Money {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
@@ -134,6 +149,10 @@ mod tests {
         assert_eq!(a + b, Money::from_json(&v["c"]).unwrap());
         assert_eq!(Money(1230).to_json().to_string(), "12.30");
         assert_eq!(Money(-5).to_json().to_string(), "-0.05");
+        assert_eq!(serde_json::to_string(&Money(100)).unwrap(), "1.00");
+        let m: Money = serde_json::from_str("\"3.10\"").unwrap();
+        assert_eq!(m, Money(310));
+        assert!(serde_json::from_str::<Money>("1.234").is_err());
     }
 
     proptest::proptest! {

@@ -5,10 +5,15 @@
 //! sandbox through the `ybpos-gateway-sim` binary.
 //!
 //! - [`people`]: the built-in test people.
-//! - [`state`]: the platform's state and transaction handlers (sans-IO).
+//! - [`state`]: the platform's state, envelope rules, sign-in, decode, 1101
+//!   (sans-IO); `business` (private): every business transaction.
+//! - [`ledger`]: the books (visits, fee lines, settlements, reversals), the
+//!   split policy, and the [`ledger::Ledger`] view with its conservation check.
 //! - [`server`]: HTTP routes for the three transport profiles, auth checks,
 //!   and the control API.
 
+mod business;
+pub mod ledger;
 pub mod people;
 pub mod server;
 pub mod state;

@@ -106,6 +106,16 @@ impl Simulator {
         })
     }
 
+    /// A snapshot of the books: balances, visits, settlements, reversals.
+    pub fn ledger(&self) -> super::ledger::Ledger {
+        self.lock().ledger()
+    }
+
+    /// Proves money is conserved (see [`super::ledger::Ledger::check`]).
+    pub fn check_conservation(&self) -> Result<(), Vec<String>> {
+        self.ledger().check()
+    }
+
     /// The HTTP routes.
     pub fn router(&self) -> Router {
         Router::new()

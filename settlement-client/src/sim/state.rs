@@ -4,12 +4,13 @@
 //! state, and returns the response body. The HTTP server, faults and auth
 //! live in `server`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Local};
 use rand::Rng;
 use serde_json::{Value, json};
 
+use super::ledger::{AccountView, Ledger, ReversalRecord, SettlementRecord, Visit};
 use super::people::{self, Person};
 use crate::decode;
 use crate::envelope::{Request, Response, input_names_psn_no};
@@ -73,8 +74,41 @@ pub struct State {
     codes: HashMap<String, IssuedCode>,
     tokens: HashMap<String, Token>,
     sign_nos: HashSet<String>,
-    msgids: HashSet<String>,
+    /// Every msgid received with a valid envelope, and its infno.
+    pub(crate) msgids: HashMap<String, String>,
     serial: u64,
+    /// Visits by `mdtrt_id`.
+    pub(crate) visits: BTreeMap<String, Visit>,
+    /// Settlement and cancel records in commit order.
+    pub(crate) records: Vec<SettlementRecord>,
+    /// What each committed reversible request did (by msgid).
+    pub(crate) committed: HashMap<String, Committed>,
+    /// Every 2601 received.
+    pub(crate) reversals: Vec<ReversalRecord>,
+    /// Msgids undone by 2601.
+    pub(crate) reversed: HashSet<String>,
+    /// Counter behind `mdtrt_id` and `setl_id`.
+    pub(crate) ids: u64,
+}
+
+/// What a committed reversible request did, so 2601 can undo exactly that.
+#[derive(Debug, Clone)]
+pub(crate) struct Committed {
+    /// As sent (`2207A` stays `2207A`).
+    pub(crate) infno: String,
+    /// The person it named.
+    pub(crate) psn_no: String,
+    /// The effect.
+    pub(crate) effect: Effect,
+}
+
+/// The effect of a committed reversible request.
+#[derive(Debug, Clone)]
+pub(crate) enum Effect {
+    /// Created settlement or cancel record `records[i]`.
+    Record(usize),
+    /// Opened inpatient visit `mdtrt_id` (2401).
+    Admission(String),
 }
 
 impl State {
@@ -92,9 +126,48 @@ impl State {
             codes: HashMap::new(),
             tokens: HashMap::new(),
             sign_nos: HashSet::new(),
-            msgids: HashSet::new(),
+            msgids: HashMap::new(),
             serial: 0,
+            visits: BTreeMap::new(),
+            records: Vec::new(),
+            committed: HashMap::new(),
+            reversals: Vec::new(),
+            reversed: HashSet::new(),
+            ids: 0,
         }
+    }
+
+    /// A snapshot of the books (balances, visits, settlements, reversals).
+    pub fn ledger(&self) -> Ledger {
+        Ledger {
+            accounts: self
+                .accounts
+                .iter()
+                .map(|a| AccountView {
+                    psn_no: a.person.psn_no.to_string(),
+                    initial: a.person.balance,
+                    current: a.balance,
+                })
+                .collect(),
+            visits: self.visits.values().cloned().collect(),
+            settlements: self.records.clone(),
+            reversals: self.reversals.clone(),
+        }
+    }
+
+    /// Whether `sign_no` is currently signed in (9001 issued it, no 9002 yet).
+    pub fn is_signed_in(&self, sign_no: &str) -> bool {
+        self.sign_nos.contains(sign_no)
+    }
+
+    /// How many sign-ins are open.
+    pub fn open_sign_ins(&self) -> usize {
+        self.sign_nos.len()
+    }
+
+    /// Whether a request with this msgid arrived with a valid envelope.
+    pub fn saw_msgid(&self, msgid: &str) -> bool {
+        self.msgids.contains_key(msgid)
     }
 
     /// Finds a person by index, `psn_no`, certno or name.
@@ -166,22 +239,49 @@ impl State {
         if req.infno != "9001" && !self.sign_nos.contains(&req.sign_no) {
             return Err("FSI-签到编号无效，请重新签到".into());
         }
-        if input_names_psn_no(&req.input).is_some() && req.insuplc_admdvs.len() != 6 {
-            return Err("FSI-参保地医保区划(insuplc_admdvs)不能为空".into());
+        if let Some(psn_no) = input_names_psn_no(&req.input) {
+            if req.insuplc_admdvs.len() != 6 {
+                return Err("FSI-参保地医保区划(insuplc_admdvs)不能为空".into());
+            }
+            if let Some(a) = self.accounts.iter().find(|a| a.person.psn_no == psn_no)
+                && !a
+                    .person
+                    .insurances
+                    .iter()
+                    .any(|i| i.insuplc_admdvs == req.insuplc_admdvs)
+            {
+                return Err(format!(
+                    "FSI-参保地医保区划({})与人员参保信息不符",
+                    req.insuplc_admdvs
+                ));
+            }
         }
-        if !self.msgids.insert(req.msgid.clone()) {
+        if self.msgids.contains_key(&req.msgid) {
             return Err(format!("FSI-报文ID重复: {}", req.msgid));
         }
+        self.msgids.insert(req.msgid.clone(), req.infno.clone());
         Ok(())
     }
 
     /// Handles one enveloped transaction (after the envelope check).
     pub fn handle(&mut self, req: &Request, now: DateTime<Local>) -> Response {
-        let r = match req.infno.as_str() {
-            "9001" => self.sign_in(req, now),
-            "9002" => self.sign_out(req, now),
-            "1101" => self.person_info(req, now),
-            other => Response::failure(format!("FSI-交易编号{other}未开通")),
+        let spec = crate::catalogue::spec(&req.infno);
+        if let Some(spec) = spec
+            && let Err(field) = crate::catalogue::check_required(spec, &req.input)
+        {
+            let r = Response::failure(format!("FSI-入参校验失败: {field}不能为空"));
+            return self.stamp(r, now);
+        }
+        let r = match spec.map(|s| s.infno) {
+            Some("9001") => self.sign_in(req, now),
+            Some("9002") => self.sign_out(req, now),
+            Some("1101") => self.person_info(req, now),
+            Some(infno) => match self.business(infno, req, now) {
+                Some(Ok(output)) => Response::success(output),
+                Some(Err(msg)) => Response::failure(msg),
+                None => Response::failure(format!("FSI-交易编号{}未开通", req.infno)),
+            },
+            None => Response::failure(format!("FSI-交易编号{}未开通", req.infno)),
         };
         self.stamp(r, now)
     }
