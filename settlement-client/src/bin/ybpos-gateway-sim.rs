@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use settlement_client::auth::Signer;
-use settlement_client::sim::{SimSettings, Simulator};
+use settlement_client::sim::{SimSettings, Simulator, tls_config_from_pem};
 
 /// Simulated medical-insurance settlement gateway (all transport profiles).
 #[derive(Debug, Parser)]
@@ -30,6 +30,12 @@ struct Args {
     /// Seconds an ecToken stays valid.
     #[arg(long, default_value_t = 600)]
     token_ttl_secs: i64,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -66,7 +72,15 @@ async fn main() -> anyhow::Result<()> {
         token_ttl: chrono::Duration::seconds(args.token_ttl_secs),
         ..SimSettings::default()
     };
-    let running = Simulator::new(settings, verifier).bind(args.listen).await?;
+    let sim = Simulator::new(settings, verifier);
+    let running = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            let tls = tls_config_from_pem(&std::fs::read(c)?, &std::fs::read(k)?)
+                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+            sim.bind_tls(args.listen, tls).await?
+        }
+        _ => sim.bind(args.listen).await?,
+    };
     println!("ybpos gateway simulator listening on {}", running.addr);
     println!(
         "  fsi-paths / infno-in-url base URL: {}",
@@ -76,11 +90,14 @@ async fn main() -> anyhow::Result<()> {
         "  single-endpoint URL:               {}",
         running.single_endpoint_url()
     );
-    println!("  test people:   curl http://{}/sim/people", running.addr);
+    let root = running.root_url();
+    println!("  test people:   curl {root}/sim/people");
+    println!("  issue a code:  curl -X POST {root}/sim/codes -d '{{\"person\":\"0\"}}'");
+    println!("  the books:     curl {root}/sim/ledger");
     println!(
-        "  issue a code:  curl -X POST http://{}/sim/codes -d '{{\"person\":\"0\"}}'",
-        running.addr
+        "  a fault:       curl -X POST {root}/sim/faults -d '{{\"infno\":\"2207\",\"kind\":\"commit_then_drop\"}}'"
     );
+    println!("  (settlement-client/SIMULATOR.md documents all of it)");
     tokio::signal::ctrl_c().await?;
     running.shutdown().await;
     Ok(())

@@ -9,14 +9,18 @@
 //!   (sans-IO); `business` (private): every business transaction.
 //! - [`ledger`]: the books (visits, fee lines, settlements, reversals), the
 //!   split policy, and the [`ledger::Ledger`] view with its conservation check.
+//! - [`faults`]: fault injection per infno and count.
 //! - [`server`]: HTTP routes for the three transport profiles, auth checks,
-//!   and the control API.
+//!   faults, TLS, and the control API.
 
 mod business;
+pub mod faults;
 pub mod ledger;
 pub mod people;
 pub mod server;
 pub mod state;
 
-pub use server::{RunningSim, Simulator, TestCode};
+pub use faults::{FaultKind, FaultRule, FiredFault};
+pub use ledger::Ledger;
+pub use server::{RunningSim, Simulator, TestCode, tls_config_from_pem};
 pub use state::SimSettings;

@@ -1,25 +1,35 @@
 //! The simulator's HTTP face: the three transport profiles, auth checks,
-//! and the control API (`/sim/...`) used by tests, the demo and HIS vendors.
+//! fault injection, optional TLS, and the control API (`/sim/...`) used by
+//! tests, the demo and HIS vendors (settlement-client/SIMULATOR.md).
 //!
 //! Routes (base `http://HOST:PORT/fsi/api`):
 //! - `POST /fsi/api/{service}/{method}` — `fsi-paths` profile;
 //! - `POST /fsi/api/{infno}` — `infno-in-url` profile;
 //! - `POST /fsi/api/callService` — `single-endpoint` profile (infno in the body);
-//! - `GET /sim/people`, `POST /sim/codes` — control API (see the README).
+//! - `GET /sim/people`, `POST /sim/codes`, `GET /sim/ledger`,
+//!   `GET|POST|DELETE /sim/faults`, `GET /sim/traffic` — control API.
+//!
+//! Connections are served by our own accept loop (hyper, HTTP/1.1) so a
+//! fault can reset one connection mid-request.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State as AxState};
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Path, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response as AxResponse};
 use axum::routing::{get, post};
 use chrono::Local;
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use super::faults::{FaultKind, FaultRule, Faults, FiredFault};
+use super::ledger::Ledger;
 use super::state::{IssuedCode, SimSettings, State};
 use crate::auth::Signer;
 use crate::catalogue;
@@ -34,6 +44,8 @@ const MAX_BODY: usize = 4 << 20;
 pub struct Simulator {
     state: Arc<Mutex<State>>,
     verifier: Arc<Signer>,
+    faults: Arc<Mutex<Faults>>,
+    traffic: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
 /// A simulator serving on a socket.
@@ -45,20 +57,30 @@ pub struct RunningSim {
     pub sim: Simulator,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    tls: bool,
 }
 
 impl RunningSim {
     /// The base URL for the `fsi-paths` and `infno-in-url` profiles.
     pub fn base_url(&self) -> String {
-        format!("http://{}/fsi/api", self.addr)
+        format!("{}://{}/fsi/api", self.scheme(), self.addr)
     }
 
     /// The URL for the `single-endpoint` profile.
     pub fn single_endpoint_url(&self) -> String {
-        format!("http://{}/fsi/api/callService", self.addr)
+        format!("{}://{}/fsi/api/callService", self.scheme(), self.addr)
     }
 
-    /// Stops serving.
+    /// `http://HOST:PORT` or `https://HOST:PORT` (the control API lives under `/sim`).
+    pub fn root_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.addr)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// Stops serving (open connections are closed).
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.task.await;
@@ -76,17 +98,53 @@ pub struct TestCode {
     pub issued: IssuedCode,
 }
 
+/// Lets a handler reset the connection it is served on.
+#[derive(Debug, Clone)]
+struct ConnAbort(CancellationToken);
+
+/// Builds a TLS server config (ring provider) from PEM certificate chain and key.
+pub fn tls_config_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("certificate PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the PEM".into());
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key PEM: {e}"))?;
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())?;
+    Ok(Arc::new(cfg))
+}
+
 impl Simulator {
     /// A simulator with the built-in people; `verifier` checks request auth.
     pub fn new(settings: SimSettings, verifier: Signer) -> Self {
         Simulator {
             state: Arc::new(Mutex::new(State::new(settings))),
             verifier: Arc::new(verifier),
+            faults: Arc::new(Mutex::new(Faults::default())),
+            traffic: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn faults_lock(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `f` on the state (tests and control API).
@@ -107,13 +165,43 @@ impl Simulator {
     }
 
     /// A snapshot of the books: balances, visits, settlements, reversals.
-    pub fn ledger(&self) -> super::ledger::Ledger {
+    pub fn ledger(&self) -> Ledger {
         self.lock().ledger()
     }
 
-    /// Proves money is conserved (see [`super::ledger::Ledger::check`]).
+    /// Proves money is conserved (see [`Ledger::check`]).
     pub fn check_conservation(&self) -> Result<(), Vec<String>> {
         self.ledger().check()
+    }
+
+    /// Arms a fault; returns its id.
+    pub fn add_fault(&self, rule: FaultRule) -> u64 {
+        self.faults_lock().add(rule)
+    }
+
+    /// Disarms every fault.
+    pub fn clear_faults(&self) {
+        self.faults_lock().clear();
+    }
+
+    /// Faults still armed (id, rule with the remaining count).
+    pub fn armed_faults(&self) -> Vec<(u64, FaultRule)> {
+        self.faults_lock().armed()
+    }
+
+    /// Faults that hit calls, oldest first.
+    pub fn fired_faults(&self) -> Vec<FiredFault> {
+        self.faults_lock().fired().to_vec()
+    }
+
+    /// How many requests of `infno` arrived (authenticated, parsed), faulted or not.
+    pub fn calls(&self, infno: &str) -> usize {
+        self.traffic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(infno)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The HTTP routes.
@@ -124,27 +212,49 @@ impl Simulator {
             .route("/fsi/api/{svc}/{method}", post(fsi_path))
             .route("/sim/people", get(people))
             .route("/sim/codes", post(codes))
+            .route("/sim/ledger", get(ledger))
+            .route(
+                "/sim/faults",
+                get(faults_get).post(faults_post).delete(faults_delete),
+            )
+            .route("/sim/traffic", get(traffic))
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.clone())
     }
 
-    /// Serves on `addr` (use port 0 for any free port) until shut down.
+    /// Serves plain HTTP on `addr` (use port 0 for any free port) until shut down.
     pub async fn bind(self, addr: SocketAddr) -> std::io::Result<RunningSim> {
+        self.serve(addr, None).await
+    }
+
+    /// Serves HTTPS on `addr` with `tls` (see [`tls_config_from_pem`]).
+    pub async fn bind_tls(
+        self,
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<RunningSim> {
+        self.serve(addr, Some(tokio_rustls::TlsAcceptor::from(tls)))
+            .await
+    }
+
+    async fn serve(
+        self,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<RunningSim> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let router = self.router();
         let c = cancel.clone();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { c.cancelled().await })
-                .await;
-        });
+        let is_tls = tls.is_some();
+        let task = tokio::spawn(accept_loop(listener, router, tls, c));
         Ok(RunningSim {
             addr,
             sim: self,
             cancel,
             task,
+            tls: is_tls,
         })
     }
 
@@ -159,12 +269,14 @@ impl Simulator {
             .verify(&get, body, Local::now().timestamp(), 300)
     }
 
-    /// Handles one POST for `route_infno` (None: take it from the body).
-    fn serve_post(
+    /// Handles one POST for `route_infno` (None: take it from the body),
+    /// applying an armed fault if one matches.
+    async fn serve_post(
         &self,
         route_infno: Option<&str>,
         headers: &HeaderMap,
         body: &[u8],
+        abort: Option<ConnAbort>,
     ) -> AxResponse {
         if let Err(e) = self.verify(headers, body) {
             tracing::info!(reason = %e, "Simulator refused a request's authentication.");
@@ -181,9 +293,103 @@ impl Simulator {
                 let r = self
                     .lock()
                     .stamp(Response::failure("FSI-请求报文不是合法的JSON"), now);
-                return json_ok(&r);
+                return json_value(&serde_json::to_value(&r).unwrap_or(Value::Null));
             }
         };
+        let infno = match value.get("infno").and_then(Value::as_str) {
+            Some(i) => i.to_string(),
+            None => route_infno.unwrap_or("1162").to_string(),
+        };
+        let msgid = value
+            .get("msgid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        *self
+            .traffic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(infno.clone())
+            .or_default() += 1;
+        let fault = self.faults_lock().take(&infno, &msgid);
+        if let Some(f) = &fault {
+            tracing::info!(%infno, msgid = %Masked(&msgid), fault = ?f, "Simulator injects a fault.");
+        }
+        let route = route_infno.map(str::to_string);
+        let out = match &fault {
+            Some(FaultKind::Http5xx { status }) => {
+                let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
+                return (
+                    code,
+                    [("content-type", "text/html")],
+                    format!("<html><body><h1>{code}</h1>nginx</body></html>"),
+                )
+                    .into_response();
+            }
+            Some(FaultKind::ResetBeforeCommit) => return drop_connection(abort).await,
+            Some(FaultKind::MalformedBeforeCommit) => return malformed(),
+            Some(FaultKind::Latency { ms }) => {
+                // Processed after the delay even if the client has gone.
+                let sim = self.clone();
+                let ms = *ms;
+                let h = tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    sim.process(route.as_deref(), value)
+                });
+                match h.await {
+                    Ok(v) => v,
+                    Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }
+            _ => self.process(route.as_deref(), value),
+        };
+        match fault {
+            Some(FaultKind::CommitThenDelay { ms }) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                json_value(&out)
+            }
+            Some(FaultKind::CommitThenDrop) => drop_connection(abort).await,
+            Some(FaultKind::MalformedAfterCommit) => malformed(),
+            Some(FaultKind::InfcodeAsString) => {
+                let mut out = out;
+                if let Some(c) = out.get_mut("infcode")
+                    && let Some(n) = c.as_i64()
+                {
+                    *c = Value::String(n.to_string());
+                }
+                json_value(&out)
+            }
+            Some(FaultKind::TruncatedAfterCommit) => truncated(out.to_string().into_bytes()),
+            Some(FaultKind::GbkBody) => {
+                let text = out.to_string();
+                let (gbk, _, _) = encoding_rs::GBK.encode(&text);
+                (
+                    StatusCode::OK,
+                    [("content-type", "application/json;charset=GBK")],
+                    gbk.into_owned(),
+                )
+                    .into_response()
+            }
+            Some(FaultKind::OversizeAfterCommit { bytes }) => {
+                let mut text = out.to_string();
+                if text.len() < bytes {
+                    text.push_str(&" ".repeat(bytes - text.len()));
+                }
+                (
+                    StatusCode::OK,
+                    [("content-type", "application/json;charset=utf-8")],
+                    text,
+                )
+                    .into_response()
+            }
+            _ => json_value(&out),
+        }
+    }
+
+    /// Processes a parsed request body: envelope rules, then the transaction.
+    /// Returns the body to answer with.
+    fn process(&self, route_infno: Option<&str>, value: Value) -> Value {
+        let now = Local::now();
         // Bare decode body: {orgId, transType, data}.
         if value.get("infno").is_none()
             && route_infno.is_none_or(|i| i == "1162")
@@ -191,19 +397,18 @@ impl Simulator {
         {
             let data = value.get("data").cloned().unwrap_or(Value::Null);
             return match self.lock().decode(&data, now) {
-                Ok(d) => {
-                    json_value(&json!({"code": 0, "message": "成功", "success": true, "data": d}))
-                }
-                Err(e) => json_value(&e),
+                Ok(d) => json!({"code": 0, "message": "成功", "success": true, "data": d}),
+                Err(e) => e,
             };
         }
+        let to_value = |r: &Response| serde_json::to_value(r).unwrap_or(Value::Null);
         let req: Request = match serde_json::from_value(value) {
             Ok(r) => r,
             Err(e) => {
                 let r = self
                     .lock()
                     .stamp(Response::failure(format!("FSI-请求报文格式错误: {e}")), now);
-                return json_ok(&r);
+                return to_value(&r);
             }
         };
         let span = tracing::info_span!("sim", infno = %req.infno, msgid = %Masked(&req.msgid));
@@ -216,30 +421,145 @@ impl Simulator {
                 Response::failure(format!("FSI-交易编号{}与接口地址({ri})不符", req.infno)),
                 now,
             );
-            return json_ok(&r);
+            return to_value(&r);
         }
         let mut st = self.lock();
         if let Err(msg) = st.check_envelope(&req) {
             let r = st.stamp(Response::failure(msg), now);
-            return json_ok(&r);
+            return to_value(&r);
         }
         if req.infno == "1162" {
             let data = req.input.get("data").cloned().unwrap_or(Value::Null);
             return match st.decode(&data, now) {
                 Ok(d) => {
                     let r = st.stamp(Response::success(json!({"data": d})), now);
-                    json_ok(&r)
+                    to_value(&r)
                 }
-                Err(e) => json_value(&e),
+                Err(e) => e,
             };
         }
         let r = st.handle(&req, now);
-        json_ok(&r)
+        tracing::debug!(infcode = r.infcode, "Simulator answered.");
+        to_value(&r)
     }
 }
 
-fn json_ok(r: &Response) -> AxResponse {
-    json_value(&serde_json::to_value(r).unwrap_or(Value::Null))
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Simulator accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => return,
+        };
+        let router = router.clone();
+        let tls = tls.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            // A second handle on the socket, to reset it (linger 0) on a fault.
+            let Ok(std_stream) = stream.into_std() else {
+                return;
+            };
+            let Ok(handle) = std_stream.try_clone() else {
+                return;
+            };
+            let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
+                return;
+            };
+            match tls {
+                None => serve_conn(stream, router, handle, cancel).await,
+                Some(acceptor) => {
+                    let accepted = tokio::select! {
+                        r = acceptor.accept(stream) => r,
+                        _ = cancel.cancelled() => return,
+                    };
+                    match accepted {
+                        Ok(s) => serve_conn(s, router, handle, cancel).await,
+                        Err(e) => tracing::debug!(error = %e, "Simulator TLS handshake failed."),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_conn<IO>(
+    io: IO,
+    router: Router,
+    handle: std::net::TcpStream,
+    cancel: CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let abort = CancellationToken::new();
+    let svc = hyper_util::service::TowerToHyperService::new(
+        router.layer(Extension(ConnAbort(abort.clone()))),
+    );
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = abort.cancelled() => {
+            let _ = socket2::SockRef::from(&handle).set_linger(Some(Duration::ZERO));
+        }
+        _ = cancel.cancelled() => {}
+    }
+}
+
+/// Resets the connection the request came on; never answers.
+async fn drop_connection(abort: Option<ConnAbort>) -> AxResponse {
+    match abort {
+        Some(a) => {
+            a.0.cancel();
+            std::future::pending::<AxResponse>().await
+        }
+        // Served by another loop: the best we can do is a body that breaks.
+        None => {
+            let s = futures_util::stream::iter([Err::<Bytes, std::io::Error>(
+                std::io::Error::other("dropped by a simulated fault"),
+            )]);
+            (StatusCode::OK, Body::from_stream(s)).into_response()
+        }
+    }
+}
+
+fn malformed() -> AxResponse {
+    (
+        StatusCode::OK,
+        [("content-type", "application/json;charset=utf-8")],
+        "{\"infcode\":0,\"output\":{\"setlinfo\":{\"setl_id\":<html>upstream error",
+    )
+        .into_response()
+}
+
+/// Half the body under the full content-length, then a broken stream.
+fn truncated(full: Vec<u8>) -> AxResponse {
+    let len = full.len();
+    let half = Bytes::from(full[..len / 2].to_vec());
+    let s = futures_util::stream::iter([
+        Ok::<Bytes, std::io::Error>(half),
+        Err(std::io::Error::other("truncated by a simulated fault")),
+    ]);
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "application/json;charset=utf-8".to_string()),
+            ("content-length", len.to_string()),
+        ],
+        Body::from_stream(s),
+    )
+        .into_response()
 }
 
 fn json_value(v: &Value) -> AxResponse {
@@ -253,27 +573,32 @@ fn json_value(v: &Value) -> AxResponse {
 
 async fn single_endpoint(
     AxState(sim): AxState<Simulator>,
+    abort: Option<Extension<ConnAbort>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> AxResponse {
-    sim.serve_post(None, &headers, &body)
+    sim.serve_post(None, &headers, &body, abort.map(|e| e.0))
+        .await
 }
 
 async fn infno_in_url(
     AxState(sim): AxState<Simulator>,
     Path(seg): Path<String>,
+    abort: Option<Extension<ConnAbort>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> AxResponse {
     if catalogue::spec(&seg).is_none() {
         return (StatusCode::NOT_FOUND, format!("no such transaction {seg}")).into_response();
     }
-    sim.serve_post(Some(&seg), &headers, &body)
+    sim.serve_post(Some(&seg), &headers, &body, abort.map(|e| e.0))
+        .await
 }
 
 async fn fsi_path(
     AxState(sim): AxState<Simulator>,
     Path((svc, method)): Path<(String, String)>,
+    abort: Option<Extension<ConnAbort>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> AxResponse {
@@ -283,7 +608,8 @@ async fn fsi_path(
         None if path == "/outpatientSettleService/saveSettletment" => "2207",
         None => return (StatusCode::NOT_FOUND, format!("no such service {path}")).into_response(),
     };
-    sim.serve_post(Some(infno), &headers, &body)
+    sim.serve_post(Some(infno), &headers, &body, abort.map(|e| e.0))
+        .await
 }
 
 async fn people(AxState(sim): AxState<Simulator>) -> AxResponse {
@@ -311,16 +637,19 @@ async fn people(AxState(sim): AxState<Simulator>) -> AxResponse {
     json_value(&Value::Array(list))
 }
 
+fn body_json(body: &Bytes) -> Result<Value, Box<AxResponse>> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new((StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")).into_response())
+    })
+}
+
 async fn codes(AxState(sim): AxState<Simulator>, body: Bytes) -> AxResponse {
-    let req: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return (StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")).into_response();
-            }
-        }
+    let req = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return *r,
     };
     let who = match req.get("person") {
         None | Some(Value::Null) => "0".to_string(),
@@ -339,4 +668,83 @@ async fn codes(AxState(sim): AxState<Simulator>, body: Bytes) -> AxResponse {
         )
             .into_response(),
     }
+}
+
+async fn ledger(AxState(sim): AxState<Simulator>) -> AxResponse {
+    let l = sim.ledger();
+    let check = match l.check() {
+        Ok(()) => json!({"ok": true, "problems": []}),
+        Err(p) => json!({"ok": false, "problems": p}),
+    };
+    let mut v = serde_json::to_value(&l).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("conservation".into(), check);
+    }
+    json_value(&v)
+}
+
+fn faults_view(sim: &Simulator) -> Value {
+    let armed: Vec<Value> = sim
+        .armed_faults()
+        .into_iter()
+        .map(|(id, r)| {
+            let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut v {
+                m.insert("id".into(), id.into());
+            }
+            v
+        })
+        .collect();
+    json!({"armed": armed, "fired": sim.fired_faults()})
+}
+
+async fn faults_get(AxState(sim): AxState<Simulator>) -> AxResponse {
+    json_value(&faults_view(&sim))
+}
+
+async fn faults_post(AxState(sim): AxState<Simulator>, body: Bytes) -> AxResponse {
+    let v = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let rules: Result<Vec<FaultRule>, _> = match v {
+        Value::Array(_) => serde_json::from_value(v),
+        other => serde_json::from_value(other).map(|r| vec![r]),
+    };
+    let rules = match rules {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not a fault rule: {e}; see SIMULATOR.md"),
+            )
+                .into_response();
+        }
+    };
+    if let Some(r) = rules
+        .iter()
+        .find(|r| matches!(r.kind, FaultKind::Http5xx { status } if !(500..=599).contains(&status)))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("http5xx status must be 500-599: {r:?}"),
+        )
+            .into_response();
+    }
+    let ids: Vec<u64> = rules.into_iter().map(|r| sim.add_fault(r)).collect();
+    json_value(&json!({"ids": ids}))
+}
+
+async fn faults_delete(AxState(sim): AxState<Simulator>) -> AxResponse {
+    sim.clear_faults();
+    json_value(&faults_view(&sim))
+}
+
+async fn traffic(AxState(sim): AxState<Simulator>) -> AxResponse {
+    let t = sim
+        .traffic
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    json_value(&serde_json::to_value(t).unwrap_or(Value::Null))
 }
