@@ -177,6 +177,31 @@ mod tests {
     }
 
     #[test]
+    fn xca_matches_openssl_on_a_real_envelope_body() {
+        // The body is hashed as UTF-8 bytes (the Zhejiang DLL's GB2312 is a
+        // trap, platform-sources.md §3); OpenSSL computes the same HMAC-SM3
+        // independently, now.
+        let body = r#"{"infno":"9001","msgid":"H33018300564202201211447429999","opter_name":"管理员","input":{"signIn":{"opter_no":"001","mac":"00-11","ip":"10.0.0.8"}}}"#;
+        let dir = std::env::temp_dir().join(format!("ybpos-xca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let msg = dir.join("msg");
+        std::fs::write(&msg, format!("1700000123\n{body}")).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["dgst", "-sm3", "-hmac", "zj-s3cret", "-r"])
+            .arg(&msg)
+            .output()
+            .expect("openssl (3.x, with SM3) must be installed for this test");
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let want = text.split_whitespace().next().unwrap().to_ascii_uppercase();
+        assert_eq!(want.len(), 64, "openssl said {text:?}");
+        assert_eq!(
+            xca_signature("1700000123", "zj-s3cret", body.as_bytes()),
+            format!("1700000123:{want}")
+        );
+    }
+
+    #[test]
     fn signer_and_verifier_agree_and_catch_tampering() {
         let body = br#"{"infno":"9001"}"#;
         for s in [

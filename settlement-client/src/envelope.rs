@@ -188,6 +188,41 @@ mod tests {
         assert!(r.err_msg.unwrap().contains("退费结算标志"));
     }
 
+    /// A 9001 request in the shape of gateway.md §2 (ZJ-C style).
+    const SIGNIN_REQ: &str = r#"{"infno":"9001","msgid":"H33018300564202201211447429999","mdtrtarea_admvs":"330100","insuplc_admdvs":"","recer_sys_code":"FSI_LOCAL","dev_no":"","dev_safe_info":"","cainfo":"","signtype":"","infver":"V1.0","opter_type":"1","opter":"001","opter_name":"管理员","inf_time":"2022-01-21 14:47:42","fixmedins_code":"H33018300564","fixmedins_name":"示例医院","sign_no":"","input":{"signIn":{"opter_no":"001","mac":"00-16-3E-01-02-03","ip":"10.0.0.8"}}}"#;
+
+    /// A 2601 request in the shape of gateway.md §4.2.
+    const REVERSAL_REQ: &str = r#"{"infno":"2601","msgid":"H33018300564202201211450010001","mdtrtarea_admvs":"330100","insuplc_admdvs":"330100","recer_sys_code":"FSI_LOCAL","dev_no":"","dev_safe_info":"","cainfo":"","signtype":"","infver":"V1.0","opter_type":"1","opter":"001","opter_name":"管理员","inf_time":"2022-01-21 14:50:01","fixmedins_code":"H33018300564","fixmedins_name":"示例医院","sign_no":"680003","input":{"data":{"psn_no":"33000000000000000001","omsgid":"H33018300564202201211447429999","oinfno":"2207"}}}"#;
+
+    #[test]
+    fn vectors_round_trip_field_for_field() {
+        let raw: Value = serde_json::from_str(SIGNIN_OK).unwrap();
+        let r: Response = serde_json::from_str(SIGNIN_OK).unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap(), raw);
+        for req in [SIGNIN_REQ, REVERSAL_REQ] {
+            let raw: Value = serde_json::from_str(req).unwrap();
+            let r: Request = serde_json::from_str(req).unwrap();
+            assert_eq!(serde_json::to_value(&r).unwrap(), raw);
+        }
+        let r: Request = serde_json::from_str(REVERSAL_REQ).unwrap();
+        assert_eq!(input_names_psn_no(&r.input), Some("33000000000000000001"));
+        // The refusal: infcode string "-1" becomes the number -1; every other
+        // field survives, and the message is recognised as "already cancelled".
+        let refused: Response = serde_json::from_str(REVERSAL_REFUSED).unwrap();
+        let back = serde_json::to_value(&refused).unwrap();
+        assert_eq!(back["infcode"], -1);
+        assert_eq!(back["err_msg"], crate::reversal::REFUND_FLAG_SET_MSG);
+        assert!(back["inf_refmsgid"].is_null() && back["output"].is_null());
+        let again: Response = serde_json::from_value(back).unwrap();
+        assert_eq!(again, refused);
+        let judged =
+            crate::gateway::judge_envelope(serde_json::from_str(REVERSAL_REFUSED).unwrap());
+        assert!(matches!(
+            crate::reversal::ReversalAnswer::of(&judged),
+            crate::reversal::ReversalAnswer::RefusedCancelled { .. }
+        ));
+    }
+
     #[test]
     fn infcode_must_be_numeric() {
         assert!(serde_json::from_str::<Response>(r#"{"infcode":"ok"}"#).is_err());

@@ -46,6 +46,9 @@ impl HttpTransport {
             .timeout(settings.request_timeout)
             .pool_idle_timeout(Duration::from_secs(50))
             .http1_only()
+            // A redirected POST could resend a settlement elsewhere (307/308)
+            // or silently drop it (302/303): a 3xx is answered as Unknown.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ybposd/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &settings.ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
