@@ -333,6 +333,13 @@ pub static CATALOGUE: &[TxnSpec] = &[
         "2405",
     ),
     row(
+        "2403",
+        "admission edit",
+        "/hospitalRegisterService/hospitalRegisterEdit",
+        "adminfo",
+        &["adminfo.mdtrt_id", "adminfo.psn_no"],
+    ),
+    row(
         "2404",
         "admission cancel",
         "/hospitalRegisterService/hospitalRegisterCancel",

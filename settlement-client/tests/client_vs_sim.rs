@@ -297,6 +297,12 @@ async fn every_infno(g: &Gateway, sim: &RunningSim) {
         .to_string();
     let fee = |sn: &str, amt: &str| json!({"feedetl_sn": sn, "mdtrt_id": iid, "psn_no": w.psn_no, "det_item_fee_sumamt": amt, "med_list_codg": "Y1"});
     ok(g.call(
+        "2403",
+        json!({"adminfo": {"mdtrt_id": iid, "psn_no": w.psn_no, "med_type": "21", "adm_bed": "14"}}),
+        &a,
+    )
+    .await);
+    ok(g.call(
         "2301",
         json!({"feedetail": [fee("1", "800.00"), fee("2", "0.50")]}),
         &a,

@@ -92,6 +92,7 @@ impl State {
             "2305" => self.cancel(req, now, "2304"),
             "2401" => self.admit(req, now),
             "2402" => self.discharge(req),
+            "2403" => self.admission_edit(req),
             "2404" => self.admission_cancel(req),
             "2405" => self.discharge_undo(req),
             "2601" => self.reverse(req, now),
@@ -872,6 +873,40 @@ impl State {
         Ok(json!({}))
     }
 
+    /// Admission edit (2403; node `adminfo` [guess]): changes the medical
+    /// type, the hospital's number or the insurance of an open stay.
+    fn admission_edit(&mut self, req: &Request) -> Out {
+        let d = node(req, "adminfo");
+        let id = s(d, "mdtrt_id");
+        let v = self.open_visit(id, s(d, "psn_no"), VisitKind::Inpatient)?;
+        if self.active_settlements(id) > 0 {
+            return Err("FSI-已办理结算，不能变更入院信息".into());
+        }
+        let insutype = match s(d, "insutype") {
+            "" => v.insutype.clone(),
+            t => {
+                let idx = self
+                    .accounts
+                    .iter()
+                    .position(|a| a.person.psn_no == v.psn_no)
+                    .ok_or("FSI-人员不存在")?;
+                self.insutype(idx, d)?;
+                t.to_string()
+            }
+        };
+        let (med_type, ipt_no) = (s(d, "med_type").to_string(), s(d, "ipt_no").to_string());
+        if let Some(v) = self.visits.get_mut(id) {
+            v.insutype = insutype;
+            if !med_type.is_empty() {
+                v.med_type = med_type;
+            }
+            if !ipt_no.is_empty() {
+                v.ipt_otp_no = ipt_no;
+            }
+        }
+        Ok(json!({}))
+    }
+
     /// Admission cancel (2404): only an empty, undischarged, unsettled stay.
     fn admission_cancel(&mut self, req: &Request) -> Out {
         let d = node(req, "data");
@@ -1503,6 +1538,17 @@ mod tests {
             {"feedetl_sn": "1", "mdtrt_id": id, "psn_no": p, "det_item_fee_sumamt": "300.00"},
             {"feedetl_sn": "2", "mdtrt_id": id, "psn_no": p, "det_item_fee_sumamt": "0.03"}
         ]});
+        t.ok(
+            "2403",
+            json!({"adminfo": {"mdtrt_id": id, "psn_no": p, "med_type": "22"}}),
+        );
+        assert!(
+            t.err(
+                "2403",
+                json!({"adminfo": {"mdtrt_id": id, "psn_no": p, "insutype": "340"}})
+            )
+            .contains("险种")
+        );
         t.ok("2301", fee);
         t.ok(
             "2302",
