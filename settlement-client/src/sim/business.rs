@@ -1212,21 +1212,20 @@ fn setldetail(split: &Split, insutype: &str) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
-    use crate::reversal::REFUND_FLAG_SET;
     use crate::sim::SimSettings;
 
     /// A platform with one sign-in, and a way to send it requests.
-    struct T {
-        st: State,
-        sign_no: String,
+    pub(super) struct T {
+        pub(super) st: State,
+        pub(super) sign_no: String,
         seq: u32,
         now: DateTime<Local>,
     }
 
     impl T {
-        fn new() -> T {
+        pub(super) fn new() -> T {
             let now = Local::now();
             let mut t = T {
                 st: State::new(SimSettings::default()),
@@ -1245,7 +1244,7 @@ mod tests {
             t
         }
 
-        fn msgid(&mut self) -> String {
+        pub(super) fn msgid(&mut self) -> String {
             self.seq += 1;
             format!(
                 "H42138100001{}{:04}",
@@ -1254,7 +1253,12 @@ mod tests {
             )
         }
 
-        fn send_as(&mut self, msgid: &str, infno: &str, input: Value) -> crate::envelope::Response {
+        pub(super) fn send_as(
+            &mut self,
+            msgid: &str,
+            infno: &str,
+            input: Value,
+        ) -> crate::envelope::Response {
             let admdvs = crate::envelope::input_names_psn_no(&input)
                 .and_then(|p| self.st.accounts.iter().find(|a| a.person.psn_no == p))
                 .map(|a| a.person.insurances[0].insuplc_admdvs.to_string())
@@ -1285,44 +1289,51 @@ mod tests {
             self.st.handle(&req, self.now)
         }
 
-        fn send(&mut self, infno: &str, input: Value) -> crate::envelope::Response {
+        pub(super) fn send(&mut self, infno: &str, input: Value) -> crate::envelope::Response {
             let m = self.msgid();
             self.send_as(&m, infno, input)
         }
 
-        fn ok(&mut self, infno: &str, input: Value) -> (String, Value) {
+        pub(super) fn ok(&mut self, infno: &str, input: Value) -> (String, Value) {
             let m = self.msgid();
             let r = self.send_as(&m, infno, input);
             assert_eq!(r.infcode, 0, "{infno}: {:?}", r.err_msg);
             (m, r.output.unwrap_or(Value::Null))
         }
 
-        fn err(&mut self, infno: &str, input: Value) -> String {
+        pub(super) fn err(&mut self, infno: &str, input: Value) -> String {
             let r = self.send(infno, input);
             assert_eq!(r.infcode, -1, "{infno} should fail: {:?}", r.output);
             assert!(r.output.is_none());
             r.err_msg.unwrap()
         }
 
-        fn balance(&self, psn: &str) -> Money {
+        pub(super) fn balance(&self, psn: &str) -> Money {
             self.st.ledger().balance(psn).unwrap()
         }
 
-        fn check(&self) {
+        pub(super) fn check(&self) {
             self.st.ledger().check().unwrap();
         }
     }
 
-    const P0: &str = "42000000000000000001";
+    pub(super) const P0: &str = "42000000000000000001";
 
-    fn card(t: &T, i: usize) -> (String, String) {
+    pub(super) fn card(t: &T, i: usize) -> (String, String) {
         let p = &t.st.accounts[i].person;
         (p.certno.clone(), p.name.to_string())
     }
 
-    fn m(v: &Value, k: &str) -> Money {
+    pub(super) fn m(v: &Value, k: &str) -> Money {
         Money::from_json(&v["setlinfo"][k]).unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
+    use crate::reversal::REFUND_FLAG_SET;
 
     #[test]
     fn outpatient_register_fees_settle_cancel_and_reverse() {
@@ -1621,5 +1632,92 @@ mod tests {
         req.insuplc_admdvs = "421381".into();
         assert!(t.st.check_envelope(&req).is_ok());
         assert!(t.st.check_envelope(&req).unwrap_err().contains("重复"));
+    }
+}
+
+#[cfg(test)]
+mod conservation {
+    use super::tests_support::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Person, amount in fen, use the account.
+        Sale(usize, i64, bool),
+        /// Cancel the k-th settlement made so far.
+        Cancel(usize),
+        /// Reverse the k-th request sent so far (any infno).
+        Reverse(usize),
+        /// Reverse a msgid that never arrived.
+        ReverseUnknown,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..4, 1i64..200_000, any::<bool>()).prop_map(|(p, a, u)| Op::Sale(p, a, u)),
+            2 => (0usize..16).prop_map(Op::Cancel),
+            3 => (0usize..16).prop_map(Op::Reverse),
+            1 => Just(Op::ReverseUnknown),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn money_is_conserved_whatever_the_order(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut t = T::new();
+            // (msgid, infno, psn_no) of every money request sent; settlements as (setl_id, mdtrt_id, psn_no).
+            let mut sent: Vec<(String, String, String)> = Vec::new();
+            let mut setls: Vec<(String, String, String)> = Vec::new();
+            for op in ops {
+                let before = t.st.ledger();
+                let (ok, out) = match op {
+                    Op::Sale(p, fen, acct) => {
+                        let (psn, certno, insutype) = {
+                            let person = &t.st.accounts[p].person;
+                            (person.psn_no.to_string(), person.certno.clone(), person.insurances[0].insutype)
+                        };
+                        let amt = crate::money::Money(fen).to_json();
+                        let m = t.msgid();
+                        let r = t.send_as(&m, "2102", serde_json::json!({
+                            "druginfo": {"psn_no": psn, "mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "medfee_sumamt": amt, "insutype": insutype, "acct_used_flag": if acct { "1" } else { "0" }, "med_type": "41"},
+                            "drugdetail": [{"feedetl_sn": "1", "med_list_codg": "X", "det_item_fee_sumamt": amt}]
+                        }));
+                        sent.push((m, "2102".into(), psn.clone()));
+                        if r.infcode == 0 {
+                            let si = &r.output.as_ref().unwrap()["setlinfo"];
+                            setls.push((si["setl_id"].as_str().unwrap().into(), si["mdtrt_id"].as_str().unwrap().into(), psn));
+                        }
+                        (r.infcode == 0, r)
+                    }
+                    Op::Cancel(k) if !setls.is_empty() => {
+                        let (s, m, p) = setls[k % setls.len()].clone();
+                        let id = t.msgid();
+                        let r = t.send_as(&id, "2103", serde_json::json!({"data": {"setl_id": s, "mdtrt_id": m, "psn_no": p}}));
+                        sent.push((id, "2103".into(), p));
+                        (r.infcode == 0, r)
+                    }
+                    Op::Reverse(k) if !sent.is_empty() => {
+                        let (m, i, p) = sent[k % sent.len()].clone();
+                        let r = t.send("2601", serde_json::json!({"data": {"psn_no": p, "omsgid": m, "oinfno": i}}));
+                        (r.infcode == 0, r)
+                    }
+                    _ => {
+                        let never = t.msgid();
+                        let r = t.send("2601", serde_json::json!({"data": {"psn_no": "42000000000000000001", "omsgid": never, "oinfno": "2102"}}));
+                        prop_assert!(r.err_msg.as_deref().unwrap_or_default().contains(crate::reversal::ORIGINAL_NOT_FOUND));
+                        (false, r)
+                    }
+                };
+                let after = t.st.ledger();
+                prop_assert!(after.check().is_ok(), "{:?}", after.check());
+                if !ok {
+                    // A refusal changes nothing but the list of reversals received.
+                    prop_assert_eq!(&before.accounts, &after.accounts, "{:?}", out.err_msg);
+                    prop_assert_eq!(&before.settlements, &after.settlements);
+                    prop_assert_eq!(&before.visits, &after.visits);
+                }
+            }
+        }
     }
 }
