@@ -130,7 +130,7 @@ const OTP_FEES: &[&str] = &[
     "feedetail[].det_item_fee_sumamt",
 ];
 
-/// Every transaction ybpos knows. Paths marked [guess] in gateway.md are
+/// Every transaction ybpos knows. Paths marked \[guess\] in gateway.md are
 /// overridable per infno with `[gateway.paths]`.
 pub static CATALOGUE: &[TxnSpec] = &[
     row(

@@ -281,6 +281,15 @@ async fn every_infno(g: &Gateway, sim: &RunningSim) {
         ReversalAnswer::of(&reverse(g, &w, &m2207, "2207").await),
         ReversalAnswer::AlreadyReversed
     );
+    // The lines are free again: settle them with the 2207A variant, cancel that.
+    let r = ok(g.call("2207A", settle.clone(), &a).await);
+    let again = setl(&r, "setl_id");
+    ok(g.call(
+        "2208",
+        json!({"data": {"setl_id": again, "mdtrt_id": mid, "psn_no": w.psn_no}}),
+        &a,
+    )
+    .await);
     ok(g.call(
         "2202",
         json!({"data": {"psn_no": w.psn_no, "mdtrt_id": mid, "ipt_otp_no": "MZ1"}}),
