@@ -410,7 +410,7 @@ async fn every_infno_in_every_profile_and_auth_mode() {
 async fn sign_in_at_first_use_daily_and_sign_out_on_shutdown() {
     let sim = common::start(Signer::None).await;
     let g = common::gateway(&sim, Profile::FsiPaths, Signer::None, false)
-        .with_sign_in_max_age(Duration::from_millis(300));
+        .with_sign_in_max_age(Duration::from_millis(1000));
     assert_eq!(
         sim.sim.calls("9001"),
         0,
@@ -426,7 +426,7 @@ async fn sign_in_at_first_use_daily_and_sign_out_on_shutdown() {
     assert!(matches!(g.sign_no().await, Outcome::Ok(ref s) if *s == s1));
     assert_eq!(sim.sim.calls("9001"), 1);
     // Past its age ("daily", shortened here) the next use signs in again.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let s2 = match g.sign_no().await {
         Outcome::Ok(s) => s,
         o => panic!("{o:?}"),

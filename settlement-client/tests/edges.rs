@@ -448,7 +448,7 @@ auth               = "x-ca"
 secret_file        = "secret"
 ca_file            = "ca.pem"
 connect_timeout_ms = 1000
-request_timeout_ms = 400
+request_timeout_ms = 600
 max_response_bytes = 8192
 "#,
             url = sim.base_url()
@@ -457,22 +457,22 @@ max_response_bytes = 8192
     .unwrap();
     let cfg = ybpos_config::load(&cfg_path).unwrap();
     let settings = GatewaySettings::from_config(&cfg).unwrap();
-    assert_eq!(settings.http.request_timeout, Duration::from_millis(400));
+    assert_eq!(settings.http.request_timeout, Duration::from_millis(600));
     assert_eq!(settings.http.connect_timeout, Duration::from_millis(1000));
     let g = Gateway::new(settings, signer_from_config(&cfg).unwrap()).unwrap();
     // TLS with the configured CA, x-ca signed with the configured secret.
     assert_eq!(g.sign_in().await.class(), "ok");
     let q = json!({"data": {"mdtrt_cert_type": "03", "mdtrt_cert_no": "K42138100002", "card_sn": "421381D15600000500BF7C7A2"}});
     assert_eq!(g.call("1101", q.clone(), "").await.class(), "ok");
-    // The configured request timeout: a 150 ms answer is fine, a 900 ms one is unknown.
+    // The configured request timeout: a 100 ms answer is fine, a 1300 ms one is unknown.
     sim.sim.add_fault(FaultRule::next(
         "1101",
-        FaultKind::CommitThenDelay { ms: 150 },
+        FaultKind::CommitThenDelay { ms: 100 },
     ));
     assert_eq!(g.call("1101", q.clone(), "").await.class(), "ok");
     sim.sim.add_fault(FaultRule::next(
         "1101",
-        FaultKind::CommitThenDelay { ms: 900 },
+        FaultKind::CommitThenDelay { ms: 1300 },
     ));
     assert_eq!(g.call("1101", q.clone(), "").await.class(), "unknown");
     // The configured size limit.

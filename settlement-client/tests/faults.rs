@@ -16,9 +16,9 @@ use settlement_client::sim::{FaultKind, FaultRule, RunningSim};
 use settlement_client::{Money, Outcome};
 use ybpos_config::Profile;
 
-/// A gateway that gives up after 400 ms and reads at most 64 KiB.
+/// A gateway that gives up after 800 ms and reads at most 64 KiB.
 fn impatient(sim: &RunningSim) -> Gateway {
-    let http = http(Duration::from_millis(400), 64 << 10, None);
+    let http = http(Duration::from_millis(800), 64 << 10, None);
     Gateway::new(
         settings(&sim.base_url(), Profile::FsiPaths, http, false),
         Signer::None,
@@ -58,8 +58,8 @@ async fn faults_after_commit_are_unknown_and_reversal_restores_the_account() {
         FaultKind::MalformedAfterCommit,
         FaultKind::TruncatedAfterCommit,
         FaultKind::OversizeAfterCommit { bytes: 200 << 10 },
-        FaultKind::CommitThenDelay { ms: 900 },
-        FaultKind::Latency { ms: 700 },
+        FaultKind::CommitThenDelay { ms: 1300 },
+        FaultKind::Latency { ms: 1200 },
     ];
     let (sim, g, w) = setup().await;
     let start = sim.sim.ledger().balance(&w.psn_no).unwrap();
@@ -126,13 +126,13 @@ async fn faults_before_commit_are_unknown_and_reversal_is_harmless() {
 
 #[tokio::test]
 async fn a_reversal_can_overtake_a_slow_original() {
-    // The client times out at 400 ms; the platform processes at 700 ms. A
+    // The client times out at 800 ms; the platform processes at 1500 ms. A
     // reversal sent at once finds nothing, then the original commits: after
     // an Unknown, "原交易不存在" is only final once the original can no
     // longer arrive. Reversing again later finds and undoes it.
     let (sim, g, w) = setup().await;
     sim.sim
-        .add_fault(FaultRule::next("2102", FaultKind::Latency { ms: 700 }));
+        .add_fault(FaultRule::next("2102", FaultKind::Latency { ms: 1500 }));
     let (msgid, out) = send(&g, "2102", sale(&w, &["10.00"]), &w.admdvs).await;
     unknown(&out);
     let first = ReversalAnswer::of(&reverse(&g, &w, &msgid, "2102").await);
