@@ -1,10 +1,10 @@
 //! The engine at work: `txn.submit`, the resolver of unknown outcomes, and
 //! recovery at start-up.
 //!
-//! Order of every money-moving request: journal the record with its msgid
-//! and full request (`pending`, synced) → journal `sent` (synced) → post →
-//! journal the outcome (synced). A crash anywhere leaves a record whose state
-//! says what may have happened, and recovery acts on it before the daemon
+//! Order of every request: journal the record with its msgid and full
+//! request as `sent` (one synced write) → post → journal the outcome
+//! (synced). A crash anywhere leaves a record whose state says what may have
+//! happened, and recovery acts on it before the daemon
 //! reports ready. Unknown outcomes of reversible transactions are reversed
 //! with 2601 under the original msgid, with back-off, until definitive; no
 //! record ever gets a new msgid while an older attempt may be in effect.
@@ -300,12 +300,15 @@ impl Engine {
             sale_key,
             msgid: prepared.msgid.to_string(),
             request: Some(String::from_utf8_lossy(&prepared.body).into_owned()),
-            state: State::Pending,
+            // Written once, as `sent`, before the request leaves: one synced
+            // write instead of two (pending, then sent). A crash before the
+            // post leaves a `sent` record that recovery reverses harmlessly.
+            state: State::Sent,
             fail_kind: None,
             output: None,
             error: None,
             reversal: None,
-            attempts: 0,
+            attempts: 1,
             setl_id: None,
             cancels_setl_id: spec.cancels.and_then(|_| {
                 filled
@@ -320,7 +323,7 @@ impl Engine {
         };
         let lock = self.lock_for(&txn_id);
         let _held = lock.lock().await;
-        crash::point("before_insert");
+        crash::point("before_journal");
         match self.journal.insert(rec.clone()).await.map_err(internal)? {
             Inserted::New => {}
             Inserted::Existing(e) => {
@@ -329,7 +332,7 @@ impl Engine {
             }
         }
         self.publish(&rec);
-        crash::point("after_insert");
+        crash::point("after_journal");
         info!(msgid = %rec.msgid, "Transaction journaled.");
         let rec = self.drive(rec, prepared).await;
         Ok(record_json(&rec))
@@ -405,26 +408,28 @@ impl Engine {
         Ok(p)
     }
 
-    /// Sends a `pending` record and records the outcome; retries a request
+    /// Sends a `pending` (or freshly journaled `sent`) record and records the outcome; retries a request
     /// that never left (same msgid) and one refused for its sign-in (new
     /// msgid) a few times. Returns the record as it ends.
     async fn drive(self: &Arc<Self>, mut rec: Record, mut prepared: Prepared) -> Record {
         let r = resolution_of(&rec.infno);
         let mut retries = 0;
         loop {
-            debug_assert_eq!(machine::next(rec.state, r), Action::Send);
-            rec.state =
-                machine::apply(rec.state, r, rec.fail_kind, &Event::Sending).unwrap_or(State::Sent);
-            rec.attempts += 1;
-            rec.updated_at = Local::now();
-            if let Err(e) = self
-                .save(&rec, Some(format!("sending {}", rec.msgid)))
-                .await
-            {
-                // Nothing has left: the record stays pending and recovery fails it safely.
-                error!(error = %e, "Journal write failed before sending; not sent.");
-                rec.state = State::Pending;
-                return rec;
+            if rec.state == State::Pending {
+                debug_assert_eq!(machine::next(rec.state, r), Action::Send);
+                rec.state = machine::apply(rec.state, r, rec.fail_kind, &Event::Sending)
+                    .unwrap_or(State::Sent);
+                rec.attempts += 1;
+                rec.updated_at = Local::now();
+                if let Err(e) = self
+                    .save(&rec, Some(format!("sending {}", rec.msgid)))
+                    .await
+                {
+                    // Nothing has left: the record stays pending and recovery fails it safely.
+                    error!(error = %e, "Journal write failed before sending; not sent.");
+                    rec.state = State::Pending;
+                    return rec;
+                }
             }
             crash::point("after_sent");
             let out = self.gateway.send(&prepared).await;
