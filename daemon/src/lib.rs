@@ -4,6 +4,7 @@
 //! - [`classify`]: payment code or 医保码 candidate (sans-IO).
 //! - [`scanhub`]: scanner status, de-duplication, waits, `scan` events.
 //! - [`identity`] and [`sessions`]: decode + 1101 into identity sessions.
+//! - [`engine`] and [`journal`]: journaled, idempotent, self-reversing transactions.
 //! - [`service`]: executes API calls against the parts above.
 //! - [`api`]: JSON-RPC 2.0 types, method parsing, the Unix-socket transport.
 //! - [`events`]: the event bus behind `events.subscribe`.
@@ -14,8 +15,10 @@ pub mod api;
 pub mod classify;
 pub mod cli;
 pub mod demo;
+pub mod engine;
 pub mod events;
 pub mod identity;
+pub mod journal;
 pub mod logging;
 pub mod run;
 pub mod scanhub;

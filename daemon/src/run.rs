@@ -19,8 +19,10 @@ use tracing::{Instrument, info, warn};
 use ybpos_config::Config;
 
 use crate::api::unix;
+use crate::engine::Engine;
 use crate::events::EventBus;
 use crate::identity::Identity;
+use crate::journal::Journal;
 use crate::scanhub::ScanHub;
 use crate::service::{DemoScanner, Service};
 use crate::sessions::Sessions;
@@ -77,13 +79,23 @@ impl Daemon {
         });
 
         let sessions = Arc::new(Sessions::default());
-        let identity = Identity::new(Arc::clone(&gateway), sessions, cfg.session.ttl);
+        let identity = Identity::new(Arc::clone(&gateway), Arc::clone(&sessions), cfg.session.ttl);
+
+        // The journal, and recovery of every unfinished record, before ready.
+        let journal = Journal::open(&cfg.journal.path)
+            .with_context(|| format!("opening the journal {}", cfg.journal.path.display()))?;
+        let engine = Engine::new(journal, Arc::clone(&gateway), sessions, events.clone());
+        let unresolved = engine.recover().await.context("recovering the journal")?;
+        if unresolved > 0 {
+            warn!(unresolved, "Unfinished transactions found; resolving them.");
+        }
         let service = Arc::new(Service {
             cfg: Arc::clone(&cfg),
             gateway,
             hub,
             identity,
             events,
+            engine,
             demo: extras.demo,
         });
 

@@ -15,6 +15,8 @@ use crate::api::error::ApiError;
 use crate::api::jsonrpc;
 use crate::api::methods::Call;
 use crate::classify::CodeClass;
+use crate::engine::Engine;
+use crate::engine::runtime::Submit;
 use crate::events::EventBus;
 use crate::identity::{Given, Identity};
 use crate::scanhub::ScanHub;
@@ -39,6 +41,8 @@ pub struct Service {
     pub identity: Identity,
     /// The event bus.
     pub events: EventBus,
+    /// The transaction engine.
+    pub engine: Arc<Engine>,
     /// Demo mode's virtual scanner.
     pub demo: Option<Arc<dyn DemoScanner>>,
 }
@@ -47,7 +51,7 @@ impl Service {
     /// Executes one call for a connection.
     pub async fn execute(&self, call: Call, conn: &Arc<Conn>) -> Result<Value, ApiError> {
         match call {
-            Call::SystemInfo => Ok(self.system_info()),
+            Call::SystemInfo => Ok(self.system_info().await),
             Call::ScannerList => Ok(self.hub.list()),
             Call::Subscribe { topics } => self.subscribe(topics, conn),
             Call::Unsubscribe { subscription } => {
@@ -78,16 +82,46 @@ impl Service {
                 Some(d) => d.scan(person.as_deref(), &kind, text.as_deref()),
                 None => Err(ApiError::method_not_found("demo.scan")),
             },
-            Call::TxnSubmit { .. }
-            | Call::TxnGet { .. }
-            | Call::TxnList { .. }
-            | Call::ReportUsage { .. } => {
-                Err(ApiError::internal("the transaction engine is not running"))
+            Call::TxnSubmit {
+                client_ref,
+                infno,
+                session_id,
+                insuplc_admdvs,
+                input,
+            } => {
+                // Runs to its end even if the client goes away: money must not
+                // be left half-done because a browser tab closed.
+                let engine = Arc::clone(&self.engine);
+                let s = Submit {
+                    client_ref,
+                    infno,
+                    session_id,
+                    insuplc_admdvs,
+                    input,
+                };
+                tokio::spawn(async move { engine.submit(s).await })
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?
             }
+            Call::TxnGet { client_ref, txn_id } => {
+                self.engine
+                    .get(client_ref.as_deref(), txn_id.as_deref())
+                    .await
+            }
+            Call::TxnList {
+                since,
+                state,
+                limit,
+            } => {
+                self.engine
+                    .list(since.as_deref(), state.as_deref(), limit)
+                    .await
+            }
+            Call::ReportUsage { from, to } => self.engine.usage(from, to).await,
         }
     }
 
-    fn system_info(&self) -> Value {
+    async fn system_info(&self) -> Value {
         let t = &self.cfg.terminal;
         let state = self.gateway.state().borrow().clone();
         let signed_in_at = match &state {
@@ -110,7 +144,15 @@ impl Service {
                 "signed_in_at": signed_in_at,
             },
             "scanners": self.hub.list(),
-            "journal": {"unresolved": 0},
+            "journal": match self.engine.counts().await {
+                Ok(c) => json!({
+                    "path": self.cfg.journal.path.display().to_string(),
+                    "unresolved": c.unresolved,
+                    "reversal_failed": c.reversal_failed,
+                    "stale": c.stale,
+                }),
+                Err(e) => json!({"error": e.to_string()}),
+            },
         })
     }
 

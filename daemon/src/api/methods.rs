@@ -56,6 +56,8 @@ pub enum Call {
         infno: String,
         /// Identity session to fill from.
         session_id: Option<String>,
+        /// Envelope `insuplc_admdvs` when there is no session (extension).
+        insuplc_admdvs: Option<String>,
         /// The platform `input`.
         input: Map<String, Value>,
     },
@@ -217,6 +219,7 @@ pub fn parse(method: &str, params: &Map<String, Value>) -> Result<Call, ApiError
                 client_ref,
                 infno,
                 session_id: p.opt_str("session_id")?,
+                insuplc_admdvs: p.opt_str("insuplc_admdvs")?,
                 input,
             }
         }

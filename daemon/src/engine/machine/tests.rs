@@ -1,0 +1,259 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+#[test]
+fn happy_and_sad_paths() {
+    let r = Resolution::Reverse;
+    let s = apply(State::Pending, r, None, &Event::Sending).unwrap();
+    assert_eq!(s, State::Sent);
+    assert_eq!(
+        apply(s, r, None, &Event::Answered(Answer::Ok)),
+        Ok(State::Succeeded)
+    );
+    assert_eq!(
+        apply(s, r, None, &Event::Answered(Answer::Rejected("x".into()))),
+        Ok(State::Failed)
+    );
+    assert_eq!(
+        apply(s, r, None, &Event::Answered(Answer::Unknown)),
+        Ok(State::Unknown)
+    );
+    assert_eq!(next(State::Unknown, r), Action::Resolve);
+    assert_eq!(
+        apply(State::Unknown, r, None, &Event::Resolving),
+        Ok(State::Reversing)
+    );
+    assert_eq!(
+        apply(State::Reversing, r, None, &Event::Resolved(Answer::Ok)),
+        Ok(State::Reversed)
+    );
+    assert_eq!(
+        apply(
+            State::Reversing,
+            r,
+            None,
+            &Event::Resolved(Answer::Rejected("FSI-冲正失败:原交易不存在".into()))
+        ),
+        Ok(State::Reversed)
+    );
+    assert_eq!(
+        apply(
+            State::Reversing,
+            r,
+            None,
+            &Event::Resolved(Answer::Rejected("退费结算标志不为未退费".into()))
+        ),
+        Ok(State::ReversalFailed)
+    );
+    assert_eq!(
+        apply(State::Reversing, r, None, &Event::Resolved(Answer::Unknown)),
+        Ok(State::Reversing)
+    );
+}
+
+#[test]
+fn recovery() {
+    let r = Resolution::Reverse;
+    assert_eq!(
+        apply(State::Pending, r, None, &Event::Recovered),
+        Ok(State::Failed)
+    );
+    assert_eq!(
+        apply(State::Sent, r, None, &Event::Recovered),
+        Ok(State::Unknown)
+    );
+    assert_eq!(
+        apply(State::Succeeded, r, None, &Event::Recovered),
+        Ok(State::Succeeded)
+    );
+}
+
+#[test]
+fn only_never_executed_failures_are_retried() {
+    let r = Resolution::Reverse;
+    assert_eq!(
+        apply(State::Failed, r, Some(FailKind::NotSent), &Event::Retried),
+        Ok(State::Pending)
+    );
+    assert!(apply(State::Failed, r, Some(FailKind::Rejected), &Event::Retried).is_err());
+    assert!(apply(State::Succeeded, r, None, &Event::Retried).is_err());
+}
+
+#[test]
+fn a_settlement_is_never_renewed() {
+    // Renewing (a new msgid) is only for side-effect-free transactions.
+    assert!(apply(State::Unknown, Resolution::Reverse, None, &Event::Renewed).is_err());
+    assert_eq!(
+        apply(State::Unknown, Resolution::Resend, None, &Event::Renewed),
+        Ok(State::Pending)
+    );
+    assert_eq!(next(State::Unknown, Resolution::Surface), Action::Stop);
+}
+
+#[test]
+fn resolutions_follow_the_catalogue() {
+    use settlement_client::catalogue::spec;
+    for infno in ["2102", "2103", "2207", "2208", "2304", "2305", "2401"] {
+        assert_eq!(
+            resolution(spec(infno).unwrap()),
+            Resolution::Reverse,
+            "{infno}"
+        );
+    }
+    assert_eq!(resolution(spec("2204").unwrap()), Resolution::Undo("2205"));
+    assert_eq!(resolution(spec("2206").unwrap()), Resolution::Resend);
+    assert_eq!(resolution(spec("2201").unwrap()), Resolution::Surface);
+}
+
+/// What the model gateway can answer, chosen by the test.
+#[derive(Debug, Clone, Copy)]
+enum Choice {
+    Ok,
+    Rejected,
+    NotSent,
+    UnknownCommitted,
+    UnknownNotCommitted,
+    Crash,
+    Resubmit,
+}
+
+fn choice() -> impl Strategy<Value = Choice> {
+    prop_oneof![
+        3 => Just(Choice::Ok),
+        1 => Just(Choice::Rejected),
+        2 => Just(Choice::NotSent),
+        3 => Just(Choice::UnknownCommitted),
+        3 => Just(Choice::UnknownNotCommitted),
+        2 => Just(Choice::Crash),
+        1 => Just(Choice::Resubmit),
+    ]
+}
+
+/// The gateway's truth: which msgids it committed and which it reversed.
+#[derive(Default)]
+struct Model {
+    committed: HashMap<u32, bool>,
+}
+
+impl Model {
+    fn in_effect(&self) -> usize {
+        self.committed
+            .values()
+            .filter(|reversed| !**reversed)
+            .count()
+    }
+}
+
+/// Drives one record of a settlement (or a resend-type query) through a
+/// sequence of gateway behaviours and crashes, then lets it settle with
+/// definitive answers, and checks what the gateway ends up holding.
+fn run(r: Resolution, choices: &[Choice]) -> (State, usize) {
+    let mut model = Model::default();
+    let mut state = State::Pending;
+    let mut msgid = 0u32;
+    let mut fail_kind = None;
+    let mut script = choices.iter().copied();
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        assert!(steps < 10_000, "no progress");
+        // After the script, the gateway answers definitively and nobody crashes.
+        let c = script.next().unwrap_or(Choice::Ok);
+        if let Choice::Crash = c {
+            state = apply(state, r, fail_kind, &Event::Recovered).unwrap();
+            if state == State::Failed && fail_kind.is_none() {
+                fail_kind = Some(FailKind::NotSent);
+            }
+            continue;
+        }
+        match next(state, r) {
+            Action::Send => {
+                state = apply(state, r, fail_kind, &Event::Sending).unwrap();
+                let answer = match c {
+                    Choice::Ok => {
+                        model.committed.insert(msgid, false);
+                        Answer::Ok
+                    }
+                    Choice::Rejected => Answer::Rejected("FSI-余额不足".into()),
+                    Choice::NotSent | Choice::Resubmit => Answer::NotSent,
+                    Choice::UnknownCommitted => {
+                        model.committed.insert(msgid, false);
+                        Answer::Unknown
+                    }
+                    Choice::UnknownNotCommitted | Choice::Crash => Answer::Unknown,
+                };
+                fail_kind = match &answer {
+                    Answer::Rejected(_) => Some(FailKind::Rejected),
+                    Answer::NotSent => Some(FailKind::NotSent),
+                    _ => None,
+                };
+                state = apply(state, r, fail_kind, &Event::Answered(answer)).unwrap();
+            }
+            Action::Resolve => {
+                state = apply(state, r, fail_kind, &Event::Resolving).unwrap();
+                let committed = model.committed.get(&msgid).copied();
+                let answer = match (c, committed) {
+                    (Choice::NotSent, _) => Answer::NotSent,
+                    (Choice::UnknownNotCommitted, _) => Answer::Unknown,
+                    (Choice::UnknownCommitted, Some(false)) => {
+                        model.committed.insert(msgid, true);
+                        Answer::Unknown
+                    }
+                    (_, Some(false)) => {
+                        model.committed.insert(msgid, true);
+                        Answer::Ok
+                    }
+                    (_, Some(true)) => Answer::Rejected("FSI-原交易已冲正".into()),
+                    (_, None) => Answer::Rejected("FSI-冲正失败:原交易不存在".into()),
+                };
+                state = apply(state, r, fail_kind, &Event::Resolved(answer)).unwrap();
+            }
+            Action::Renew => {
+                msgid += 1;
+                state = apply(state, r, fail_kind, &Event::Renewed).unwrap();
+            }
+            Action::Stop => {
+                if state == State::Failed
+                    && fail_kind.is_some_and(FailKind::retryable)
+                    && matches!(c, Choice::Resubmit)
+                {
+                    state = apply(state, r, fail_kind, &Event::Retried).unwrap();
+                    fail_kind = None;
+                    continue;
+                }
+                if script.len() == 0 {
+                    return (state, model.in_effect());
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// No sequence of outcomes, crashes and resubmissions leads to two
+    /// settlements in effect for one client_ref, and the final state always
+    /// tells the truth about what the gateway holds.
+    #[test]
+    fn never_two_settlements_for_one_client_ref(choices in proptest::collection::vec(choice(), 0..40)) {
+        let (state, in_effect) = run(Resolution::Reverse, &choices);
+        prop_assert!(in_effect <= 1, "double charge: {in_effect} in effect");
+        prop_assert!(state.is_final(), "ended in {state:?}");
+        match state {
+            State::Succeeded => prop_assert_eq!(in_effect, 1),
+            State::Failed | State::Reversed => prop_assert_eq!(in_effect, 0),
+            other => prop_assert!(false, "unexpected final state {:?}", other),
+        }
+    }
+
+    /// Side-effect-free transactions are resent under new msgids and always end.
+    #[test]
+    fn resend_type_always_finishes(choices in proptest::collection::vec(choice(), 0..40)) {
+        let (state, _) = run(Resolution::Resend, &choices);
+        prop_assert!(matches!(state, State::Succeeded | State::Failed), "ended in {state:?}");
+    }
+}

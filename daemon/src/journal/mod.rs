@@ -1,0 +1,543 @@
+//! The durable journal of transactions (SQLite, WAL, `synchronous=FULL`).
+//!
+//! Every record is written and synced before its request leaves, and every
+//! state change is a synced write, so after a crash or a power cut the
+//! daemon knows every request that may have reached the gateway. One thread
+//! owns the connection; async callers send it closures.
+//!
+//! - [`schema`]: versioned migrations.
+//! - [`Record`]: one transaction as stored.
+
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Local, NaiveDate, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::engine::machine::{FailKind, State};
+
+/// A journal operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    /// SQLite said no (disk full, I/O error, corruption …).
+    #[error("journal: {0}")]
+    Db(String),
+    /// The journal thread is gone.
+    #[error("journal is closed")]
+    Closed,
+    /// A stored row cannot be read back.
+    #[error("journal row {txn_id} is unreadable: {why}")]
+    Corrupt {
+        /// Which record.
+        txn_id: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(e: rusqlite::Error) -> Self {
+        JournalError::Db(e.to_string())
+    }
+}
+
+/// The undo of a record whose outcome was unknown (2601 or its own cancel).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reversal {
+    /// msgid of the latest attempt.
+    pub msgid: String,
+    /// `2601` or the cancel's infno.
+    pub infno: String,
+    /// `sent`, `succeeded`, `refused`, `unknown`, `not_sent`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: u32,
+}
+
+/// One transaction as journaled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Daemon-assigned id.
+    pub txn_id: String,
+    /// The caller's idempotency key.
+    pub client_ref: String,
+    /// Transaction number.
+    pub infno: String,
+    /// Hash of what the caller sent (infno, input, session), for idempotency.
+    pub request_hash: String,
+    /// The identity session used, if any.
+    pub session_id: Option<String>,
+    /// The platform `input` as sent (session fields filled in).
+    pub input: Value,
+    /// Envelope `insuplc_admdvs`.
+    pub insuplc_admdvs: String,
+    /// The person, when known.
+    pub psn_no: String,
+    /// The credential type used (`01` 医保码, `02`, `03`), for `report.usage`.
+    pub mdtrt_cert_type: String,
+    /// Identifies "the same sale" across client_refs (rule 3), for settlements.
+    pub sale_key: Option<String>,
+    /// msgid of the request.
+    pub msgid: String,
+    /// The envelope as posted (journaled before it leaves).
+    pub request: Option<String>,
+    /// State.
+    pub state: State,
+    /// What kind of failure, when `Failed`.
+    pub fail_kind: Option<FailKind>,
+    /// The gateway's `output` on success.
+    pub output: Option<Value>,
+    /// `{kind, infcode, err_msg, reason}` on failure.
+    pub error: Option<Value>,
+    /// The undo, once started.
+    pub reversal: Option<Reversal>,
+    /// Requests posted for this record.
+    pub attempts: u32,
+    /// `setl_id` from the output of a settlement or cancel.
+    pub setl_id: Option<String>,
+    /// For cancels: the `setl_id` they cancel.
+    pub cancels_setl_id: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Local>,
+    /// Last change.
+    pub updated_at: DateTime<Local>,
+}
+
+fn ts(t: &DateTime<Local>) -> String {
+    t.with_timezone(&Utc)
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: &str) -> Option<DateTime<Local>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Local))
+}
+
+fn fail_kind_str(k: Option<FailKind>) -> Option<&'static str> {
+    k.map(|k| match k {
+        FailKind::Rejected => "rejected",
+        FailKind::NotSent => "not_sent",
+        FailKind::SignInRejected => "sign_in_rejected",
+    })
+}
+
+fn parse_fail_kind(s: Option<String>) -> Option<FailKind> {
+    match s.as_deref() {
+        Some("rejected") => Some(FailKind::Rejected),
+        Some("not_sent") => Some(FailKind::NotSent),
+        Some("sign_in_rejected") => Some(FailKind::SignInRejected),
+        _ => None,
+    }
+}
+
+const COLUMNS: &str = "txn_id, client_ref, infno, request_hash, session_id, input, insuplc_admdvs, psn_no, \
+    mdtrt_cert_type, sale_key, msgid, request, state, fail_kind, output, error, reversal_msgid, \
+    reversal_infno, reversal_state, reversal_attempts, attempts, setl_id, cancels_setl_id, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> Result<Record, JournalError> {
+    let txn_id: String = r.get(0)?;
+    let corrupt = |why: String| JournalError::Corrupt {
+        txn_id: txn_id.clone(),
+        why,
+    };
+    let json = |s: Option<String>| -> Result<Option<Value>, JournalError> {
+        s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(e.to_string())))
+            .transpose()
+    };
+    let state: String = r.get(12)?;
+    let reversal_msgid: Option<String> = r.get(16)?;
+    Ok(Record {
+        client_ref: r.get(1)?,
+        infno: r.get(2)?,
+        request_hash: r.get(3)?,
+        session_id: r.get(4)?,
+        input: json(Some(r.get(5)?))?.unwrap_or(Value::Null),
+        insuplc_admdvs: r.get(6)?,
+        psn_no: r.get(7)?,
+        mdtrt_cert_type: r.get(8)?,
+        sale_key: r.get(9)?,
+        msgid: r.get(10)?,
+        request: r.get(11)?,
+        state: State::parse(&state).ok_or_else(|| corrupt(format!("state {state:?}")))?,
+        fail_kind: parse_fail_kind(r.get(13)?),
+        output: json(r.get(14)?)?,
+        error: json(r.get(15)?)?,
+        reversal: match reversal_msgid {
+            Some(msgid) => Some(Reversal {
+                msgid,
+                infno: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
+                state: r.get::<_, Option<String>>(18)?.unwrap_or_default(),
+                attempts: r.get(19)?,
+            }),
+            None => None,
+        },
+        attempts: r.get(20)?,
+        setl_id: r.get(21)?,
+        cancels_setl_id: r.get(22)?,
+        created_at: parse_ts(&r.get::<_, String>(23)?)
+            .ok_or_else(|| corrupt("created_at".into()))?,
+        updated_at: parse_ts(&r.get::<_, String>(24)?)
+            .ok_or_else(|| corrupt("updated_at".into()))?,
+        txn_id,
+    })
+}
+
+/// What [`Journal::insert`] found.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    /// The record is new and durable.
+    New,
+    /// A record with the same `client_ref` exists already.
+    Existing(Box<Record>),
+}
+
+/// Counts for `system.info` and the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records not in a final state.
+    pub unresolved: u64,
+    /// Records in `reversal_failed` (need a person).
+    pub reversal_failed: u64,
+    /// Unresolved records older than the given age.
+    pub stale: u64,
+}
+
+/// One day of `report.usage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    /// Local date of the settlement.
+    pub date: NaiveDate,
+    /// Credential type (`01`, `02`, `03`).
+    pub mdtrt_cert_type: String,
+    /// Settlements in effect (not cancelled).
+    pub count: u64,
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Handle to the journal thread.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    tx: std::sync::mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens (creating folders and the file), sets WAL + `synchronous=FULL`, migrates.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| JournalError::Db(format!("{}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&mut conn).map_err(JournalError::Db)?;
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                let mut conn = conn;
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| JournalError::Db(e.to_string()))?;
+        Ok(Journal {
+            tx,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the journal thread.
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, JournalError> + Send + 'static,
+    ) -> Result<R, JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Box::new(move |c| {
+                let _ = tx.send(f(c));
+            }))
+            .map_err(|_| JournalError::Closed)?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Writes a new record (durably), or returns the one with the same client_ref.
+    pub async fn insert(&self, rec: Record) -> Result<Inserted, JournalError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let existing = tx
+                .query_row(&format!("SELECT {COLUMNS} FROM txn WHERE client_ref = ?1"), [&rec.client_ref], |r| {
+                    Ok(from_row(r))
+                })
+                .optional()?;
+            if let Some(e) = existing {
+                return Ok(Inserted::Existing(Box::new(e?)));
+            }
+            tx.execute(
+                &format!("INSERT INTO txn ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25)"),
+                params![
+                    rec.txn_id,
+                    rec.client_ref,
+                    rec.infno,
+                    rec.request_hash,
+                    rec.session_id,
+                    rec.input.to_string(),
+                    rec.insuplc_admdvs,
+                    rec.psn_no,
+                    rec.mdtrt_cert_type,
+                    rec.sale_key,
+                    rec.msgid,
+                    rec.request,
+                    rec.state.as_str(),
+                    fail_kind_str(rec.fail_kind),
+                    rec.output.as_ref().map(Value::to_string),
+                    rec.error.as_ref().map(Value::to_string),
+                    rec.reversal.as_ref().map(|r| r.msgid.clone()),
+                    rec.reversal.as_ref().map(|r| r.infno.clone()),
+                    rec.reversal.as_ref().map(|r| r.state.clone()),
+                    rec.reversal.as_ref().map(|r| r.attempts).unwrap_or(0),
+                    rec.attempts,
+                    rec.setl_id,
+                    rec.cancels_setl_id,
+                    ts(&rec.created_at),
+                    ts(&rec.updated_at),
+                ],
+            )?;
+            log(&tx, &rec, Some("created"))?;
+            tx.commit()?;
+            Ok(Inserted::New)
+        })
+        .await
+    }
+
+    /// Saves every mutable field of `rec` (durably) and logs the change.
+    pub async fn save(&self, rec: Record, detail: Option<String>) -> Result<(), JournalError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE txn SET input=?2, insuplc_admdvs=?3, psn_no=?4, msgid=?5, request=?6, state=?7, \
+                 fail_kind=?8, output=?9, error=?10, reversal_msgid=?11, reversal_infno=?12, \
+                 reversal_state=?13, reversal_attempts=?14, attempts=?15, setl_id=?16, \
+                 cancels_setl_id=?17, updated_at=?18 WHERE txn_id=?1",
+                params![
+                    rec.txn_id,
+                    rec.input.to_string(),
+                    rec.insuplc_admdvs,
+                    rec.psn_no,
+                    rec.msgid,
+                    rec.request,
+                    rec.state.as_str(),
+                    fail_kind_str(rec.fail_kind),
+                    rec.output.as_ref().map(Value::to_string),
+                    rec.error.as_ref().map(Value::to_string),
+                    rec.reversal.as_ref().map(|r| r.msgid.clone()),
+                    rec.reversal.as_ref().map(|r| r.infno.clone()),
+                    rec.reversal.as_ref().map(|r| r.state.clone()),
+                    rec.reversal.as_ref().map(|r| r.attempts).unwrap_or(0),
+                    rec.attempts,
+                    rec.setl_id,
+                    rec.cancels_setl_id,
+                    ts(&rec.updated_at),
+                ],
+            )?;
+            if n != 1 {
+                return Err(JournalError::Db(format!("record {} vanished", rec.txn_id)));
+            }
+            log(&tx, &rec, detail.as_deref())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The record with this client_ref.
+    pub async fn by_client_ref(&self, client_ref: &str) -> Result<Option<Record>, JournalError> {
+        let k = client_ref.to_string();
+        self.one("client_ref = ?1", k).await
+    }
+
+    /// The record with this txn_id.
+    pub async fn by_txn_id(&self, txn_id: &str) -> Result<Option<Record>, JournalError> {
+        let k = txn_id.to_string();
+        self.one("txn_id = ?1", k).await
+    }
+
+    async fn one(&self, cond: &'static str, key: String) -> Result<Option<Record>, JournalError> {
+        self.run(move |c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM txn WHERE {cond}"),
+                [key],
+                |r| Ok(from_row(r)),
+            )
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
+    /// Records created at or after `since`, optionally in one state, newest first.
+    pub async fn list(
+        &self,
+        since: Option<DateTime<Local>>,
+        state: Option<State>,
+        limit: usize,
+    ) -> Result<Vec<Record>, JournalError> {
+        let since = since.map(|t| ts(&t)).unwrap_or_default();
+        let state = state.map(|s| s.as_str().to_string());
+        self.run(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM txn WHERE created_at >= ?1 AND (?2 IS NULL OR state = ?2) \
+                 ORDER BY created_at DESC, txn_id DESC LIMIT ?3"
+            ))?;
+            let rows = st.query_map(params![since, state, limit as i64], |r| Ok(from_row(r)))?;
+            rows.map(|r| r.map_err(JournalError::from).and_then(|x| x))
+                .collect()
+        })
+        .await
+    }
+
+    /// Every record not in a final state, oldest first.
+    pub async fn unresolved(&self) -> Result<Vec<Record>, JournalError> {
+        self.run(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM txn WHERE state NOT IN ('succeeded','failed','reversed','reversal_failed') \
+                 ORDER BY created_at"
+            ))?;
+            let rows = st.query_map([], |r| Ok(from_row(r)))?;
+            rows.map(|r| r.map_err(JournalError::from).and_then(|x| x)).collect()
+        })
+        .await
+    }
+
+    /// An unresolved record of the same sale, if any (gateway.md §5 rule 3).
+    pub async fn unresolved_sale(&self, sale_key: &str) -> Result<Option<Record>, JournalError> {
+        let k = sale_key.to_string();
+        self.one(
+            "sale_key = ?1 AND state NOT IN ('succeeded','failed','reversed','reversal_failed') LIMIT 1",
+            k,
+        )
+        .await
+    }
+
+    /// The newest msgid ever journaled with this prefix (to resume the allocator).
+    pub async fn max_msgid(&self, prefix: &str) -> Result<Option<String>, JournalError> {
+        let p = format!("{prefix}%");
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT max(msgid) FROM msgid WHERE msgid LIKE ?1",
+                [p],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// Unresolved, reversal_failed and stale counts.
+    pub async fn counts(&self, stale_before: DateTime<Local>) -> Result<Counts, JournalError> {
+        let stale = ts(&stale_before);
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT \
+                   coalesce(sum(state NOT IN ('succeeded','failed','reversed','reversal_failed')),0), \
+                   coalesce(sum(state = 'reversal_failed'),0), \
+                   coalesce(sum(state NOT IN ('succeeded','failed','reversed','reversal_failed') AND created_at < ?1),0) \
+                 FROM txn",
+                [stale],
+                |r| {
+                    Ok(Counts {
+                        unresolved: r.get::<_, i64>(0)? as u64,
+                        reversal_failed: r.get::<_, i64>(1)? as u64,
+                        stale: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )?)
+        })
+        .await
+    }
+
+    /// Settlements in effect (succeeded and not cancelled by a succeeded
+    /// cancel), by local day and credential type, for settlements created in
+    /// `[from, to]` (local dates).
+    pub async fn usage(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<UsageRow>, JournalError> {
+        self.run(move |c| {
+            let mut st = c.prepare(
+                "SELECT s.created_at, s.mdtrt_cert_type FROM txn s \
+                 WHERE s.state = 'succeeded' AND s.infno IN ('2102','2207','2304','2207A') \
+                 AND NOT EXISTS (SELECT 1 FROM txn x WHERE x.state = 'succeeded' \
+                     AND x.infno IN ('2103','2208','2305') AND x.cancels_setl_id = s.setl_id \
+                     AND s.setl_id IS NOT NULL)",
+            )?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut counts: std::collections::BTreeMap<(NaiveDate, String), u64> =
+                Default::default();
+            for row in rows {
+                let (at, cert) = row?;
+                let Some(day) = parse_ts(&at).map(|t| t.date_naive()) else {
+                    continue;
+                };
+                if day < from || day > to {
+                    continue;
+                }
+                *counts.entry((day, cert)).or_default() += 1;
+            }
+            Ok(counts
+                .into_iter()
+                .map(|((date, mdtrt_cert_type), count)| UsageRow {
+                    date,
+                    mdtrt_cert_type,
+                    count,
+                })
+                .collect())
+        })
+        .await
+    }
+}
+
+fn log(
+    tx: &rusqlite::Transaction<'_>,
+    rec: &Record,
+    detail: Option<&str>,
+) -> Result<(), JournalError> {
+    tx.execute(
+        "INSERT INTO txn_log (txn_id, at, state, msgid, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            rec.txn_id,
+            ts(&rec.updated_at),
+            rec.state.as_str(),
+            rec.msgid,
+            detail
+        ],
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO msgid (msgid, txn_id, purpose, at) VALUES (?1, ?2, 'request', ?3)",
+        params![rec.msgid, rec.txn_id, ts(&rec.updated_at)],
+    )?;
+    if let Some(r) = &rec.reversal {
+        tx.execute(
+            "INSERT OR IGNORE INTO msgid (msgid, txn_id, purpose, at) VALUES (?1, ?2, ?3, ?4)",
+            params![r.msgid, rec.txn_id, r.infno, ts(&rec.updated_at)],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
