@@ -274,6 +274,10 @@ pub struct Api {
 pub struct Journal {
     /// SQLite file.
     pub path: PathBuf,
+    /// How long after an unknown request the platform's "nothing to
+    /// reverse" is believed (a slow original can arrive after its reversal);
+    /// `None`: twice `gateway.request_timeout_ms`.
+    pub reversal_grace: Option<Duration>,
 }
 
 /// Code recognition (gateway.md §7).

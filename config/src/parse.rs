@@ -567,8 +567,12 @@ fn api(file: &Path, dir: &Path, t: Option<&Table>, p: &mut Problems) -> Option<A
 fn journal(file: &Path, dir: &Path, t: Option<&Table>, p: &mut Problems) -> Journal {
     let mut s = Section::new(file, "journal", t);
     let path = resolve(dir, &s.str_or(p, "path", "/var/lib/ybpos/journal.db"));
+    let reversal_grace = s.opt_u64(p, "reversal_grace_ms", 0..=3_600_000).map(ms);
     s.finish(p);
-    Journal { path }
+    Journal {
+        path,
+        reversal_grace,
+    }
 }
 
 fn codes(file: &Path, t: Option<&Table>, p: &mut Problems) -> Option<Codes> {

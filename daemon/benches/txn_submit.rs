@@ -22,7 +22,7 @@ use settlement_client::http::HttpSettings;
 use settlement_client::transport::Endpoints;
 use ybpos_config::{Profile, Terminal};
 use ybpos_daemon::engine::Engine;
-use ybpos_daemon::engine::runtime::Submit;
+use ybpos_daemon::engine::runtime::{EngineSettings, Submit};
 use ybpos_daemon::events::EventBus;
 use ybpos_daemon::journal::Journal;
 use ybpos_daemon::sessions::Sessions;
@@ -82,6 +82,9 @@ fn engine(rt: &tokio::runtime::Runtime, dir: &std::path::Path, arrival: Arrival)
         let gw = Arc::new(Gateway::new(settings, Signer::None).unwrap());
         let journal = Journal::open(&dir.join("journal.db")).unwrap();
         let e = Engine::new(
+            EngineSettings {
+                reversal_grace: Duration::from_secs(10),
+            },
             journal,
             gw,
             Arc::new(Sessions::default()),

@@ -20,6 +20,7 @@ use ybpos_config::Config;
 
 use crate::api::unix;
 use crate::engine::Engine;
+use crate::engine::runtime::EngineSettings;
 use crate::events::EventBus;
 use crate::identity::Identity;
 use crate::journal::Journal;
@@ -84,7 +85,13 @@ impl Daemon {
         // The journal, and recovery of every unfinished record, before ready.
         let journal = Journal::open(&cfg.journal.path)
             .with_context(|| format!("opening the journal {}", cfg.journal.path.display()))?;
-        let engine = Engine::new(journal, Arc::clone(&gateway), sessions, events.clone());
+        let engine = Engine::new(
+            EngineSettings::from_config(&cfg),
+            journal,
+            Arc::clone(&gateway),
+            sessions,
+            events.clone(),
+        );
         let unresolved = engine.recover().await.context("recovering the journal")?;
         if unresolved > 0 {
             warn!(unresolved, "Unfinished transactions found; resolving them.");

@@ -360,12 +360,31 @@ pub static CATALOGUE: &[TxnSpec] = &[
         "data",
         &["data.psn_no", "data.omsgid", "data.oinfno"],
     ),
+    // [guess: path] 就诊信息查询; the engine uses it to find a registration
+    // (2201) whose answer was lost, by the hospital's own ipt_otp_no.
+    row(
+        "5201",
+        "visit query",
+        "/fsiIntegratedQueryService/queryMdtrtInfo",
+        "data",
+        &["data.psn_no"],
+    ),
     row(
         "5203",
         "settlement query",
         "/fsiIntegratedQueryService/querySetlInfo",
         "data",
         &["data.psn_no", "data.setl_id", "data.mdtrt_id"],
+    ),
+    // [guess: path from platform-sources.md §3; fields] 费用明细查询; the
+    // engine uses it to learn whether an inpatient fee upload (2301) whose
+    // answer was lost took effect.
+    row(
+        "5204",
+        "fee detail query",
+        "/fsiIntegratedQueryService/queryFeeList",
+        "data",
+        &["data.psn_no", "data.mdtrt_id"],
     ),
 ];
 

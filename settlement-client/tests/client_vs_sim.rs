@@ -240,10 +240,32 @@ async fn every_infno(g: &Gateway, sim: &RunningSim) {
         .as_str()
         .unwrap()
         .to_string();
+    // The visit query finds the registration by the hospital's own number.
+    let visits = ok(g
+        .call("5201", json!({"data": {"psn_no": w.psn_no}}), &a)
+        .await);
+    assert!(
+        visits.output.unwrap()["mdtrtinfo"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["mdtrt_id"] == mid.as_str() && v["ipt_otp_no"] == "MZ1")
+    );
     ok(g.call("2203", json!({"mdtrtinfo": {"mdtrt_id": mid, "psn_no": w.psn_no, "med_type": "11", "begntime": "2026-11-23 09:00:00"}, "diseinfo": []}), &a).await);
     let line = |sn: &str, b: &str, amt: &str| json!({"feedetl_sn": sn, "mdtrt_id": mid, "psn_no": w.psn_no, "chrg_bchno": b, "det_item_fee_sumamt": amt, "cnt": 1, "pric": amt, "med_list_codg": "X1"});
     let up = ok(g.call("2204", json!({"feedetail": [line("1", "B1", "50.00"), line("2", "B1", "0.01"), line("3", "B2", "9.99")]}), &a).await);
     assert_eq!(up.output.unwrap()["result"].as_array().unwrap().len(), 3);
+    let fees = ok(g
+        .call(
+            "5204",
+            json!({"data": {"psn_no": w.psn_no, "mdtrt_id": mid}}),
+            &a,
+        )
+        .await);
+    assert_eq!(
+        fees.output.unwrap()["feedetail"].as_array().unwrap().len(),
+        3
+    );
     ok(g.call(
         "2205",
         json!({"data": {"mdtrt_id": mid, "chrg_bchno": "B2", "psn_no": w.psn_no}}),

@@ -127,10 +127,22 @@ dedupe_window_ms = {dedupe}
 
     /// Starts the daemon child (again).
     pub fn spawn_daemon(&mut self) {
-        let mut child = Command::new(&self.daemon)
+        self.spawn_daemon_env(&[]);
+    }
+
+    /// Starts the daemon child with extra environment (e.g. `YBPOS_CRASH_AT`).
+    pub fn spawn_daemon_env(&mut self, env: &[(&str, &str)]) {
+        let mut cmd = Command::new(&self.daemon);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", "trace")
+            .env(
+                "RUST_LOG",
+                std::env::var("YBPOS_TEST_LOG").unwrap_or_else(|_| "trace".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -162,6 +174,39 @@ dedupe_window_ms = {dedupe}
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("daemon not ready; logs:\n{}", self.logs());
+    }
+
+    /// Waits until the journal has no unresolved record (recovery finished).
+    pub async fn wait_resolved(&self, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mut c = self.client().await;
+            let info = c.call("system.info", json!({})).await.expect("system.info");
+            if info["journal"]["unresolved"] == 0 {
+                return info;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "records still unresolved after {within:?}: {}",
+                    info["journal"]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the daemon child to exit (after a crash point fired).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
     }
 
     /// Everything the daemon logged so far.

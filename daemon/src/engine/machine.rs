@@ -6,6 +6,7 @@
 //!    │                  ├──not sent───────► failed (retryable: resubmit resends, same msgid)
 //!    │                  └──unknown────────► unknown ──resolving──► reversing ──► reversed
 //!    └─(restart)─► failed (not sent)          │                        └──────► reversal_failed
+//!                                             ├─(query: 2201)──► succeeded | failed
 //!                                             └─(side-effect free)─► pending (new msgid)
 //! ```
 //!
@@ -85,6 +86,8 @@ pub enum Resolution {
     Reverse,
     /// Undo with the transaction's own cancel, built from its input (rule 5).
     Undo(&'static str),
+    /// Ask the platform whether it took effect (2201: 5201 by `ipt_otp_no`).
+    Query(&'static str),
     /// No side effect: ask again under a new msgid until the answer is known.
     Resend,
     /// Nothing the daemon can do: surface it for a person.
@@ -99,13 +102,17 @@ pub fn resolution(spec: &TxnSpec) -> Resolution {
     match spec.infno {
         // Undone by their own cancels, which need only fields of the input.
         "2204" => Resolution::Undo("2205"),
-        "2301" => Resolution::Undo("2302"),
         "2402" => Resolution::Undo("2405"),
+        // 2302 cancels one line or every unsettled line of the stay, which
+        // would take other uploads with it: ask the fee query instead.
+        "2301" => Resolution::Query("5204"),
         // Queries and pre-settlements change nothing.
-        "1101" | "2101" | "2206" | "2303" | "5203" | "2203" => Resolution::Resend,
+        "1101" | "2101" | "2206" | "2303" | "5201" | "5203" | "5204" | "2203" => Resolution::Resend,
         // Cancels are safe to repeat: a second one fails harmlessly.
         "2202" | "2205" | "2302" | "2404" | "2405" => Resolution::Resend,
-        // 2201: undoing needs the mdtrt_id the lost answer held.
+        // 2201: undoing needs the mdtrt_id the lost answer held; the visit
+        // query finds it by the hospital's own ipt_otp_no.
+        "2201" => Resolution::Query("5201"),
         _ => Resolution::Surface,
     }
 }
@@ -123,9 +130,25 @@ pub enum Answer {
     Unknown,
 }
 
-/// Platform messages that mean "there is nothing to reverse" [guess: text
-/// fragments; the simulator uses the same].
-pub const NOTHING_TO_REVERSE: &[&str] = &["原交易不存在", "已冲正"];
+/// What one resolution attempt (2601, an undo, a query) established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The original is undone now, or was already.
+    Undone,
+    /// The platform has no trace of the original. Final only once the grace
+    /// period since the original was sent has passed: a slow original may
+    /// still arrive after the reversal (it can overtake it).
+    NotFound {
+        /// The grace period has passed.
+        grace_passed: bool,
+    },
+    /// (Queries) the original took effect.
+    Found,
+    /// A definitive refusal: needs a person.
+    Refused,
+    /// Not known (not sent, unknown, sign-in trouble): try again later.
+    Retry,
+}
 
 /// What the runtime does next for a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +168,7 @@ pub fn next(state: State, r: Resolution) -> Action {
     match state {
         State::Pending => Action::Send,
         State::Unknown => match r {
-            Resolution::Reverse | Resolution::Undo(_) => Action::Resolve,
+            Resolution::Reverse | Resolution::Undo(_) | Resolution::Query(_) => Action::Resolve,
             Resolution::Resend => Action::Renew,
             Resolution::Surface => Action::Stop,
         },
@@ -165,10 +188,10 @@ pub enum Event {
     Sending,
     /// The request's answer.
     Answered(Answer),
-    /// About to post a resolution (2601 or undo).
+    /// About to post a resolution (2601, undo or query).
     Resolving,
-    /// The resolution's answer.
-    Resolved(Answer),
+    /// What the resolution established.
+    Resolved(Verdict),
     /// A new msgid was allocated for a side-effect-free resend.
     Renewed,
     /// The daemon restarted with the record in this state.
@@ -232,14 +255,23 @@ pub fn apply(
         (Unknown, Event::Resolving) if matches!(r, Resolution::Reverse | Resolution::Undo(_)) => {
             Reversing
         }
+        (Unknown, Event::Resolving) if matches!(r, Resolution::Query(_)) => Unknown,
+        (Unknown, Event::Resolved(v)) if matches!(r, Resolution::Query(_)) => match v {
+            Verdict::Found => Succeeded,
+            Verdict::NotFound { grace_passed: true } => Failed,
+            _ => Unknown,
+        },
         (Unknown, Event::Renewed) if r == Resolution::Resend => Pending,
         (Unknown, Event::Recovered) => Unknown,
         (Reversing, Event::Resolving) => Reversing,
-        (Reversing, Event::Resolved(a)) => match a {
-            Answer::Ok => Reversed,
-            Answer::Rejected(msg) if NOTHING_TO_REVERSE.iter().any(|p| msg.contains(p)) => Reversed,
-            Answer::Rejected(_) => ReversalFailed,
-            Answer::NotSent | Answer::Unknown => Reversing,
+        (Reversing, Event::Resolved(v)) => match v {
+            Verdict::Undone | Verdict::NotFound { grace_passed: true } => Reversed,
+            Verdict::Refused => ReversalFailed,
+            Verdict::NotFound {
+                grace_passed: false,
+            }
+            | Verdict::Retry
+            | Verdict::Found => Reversing,
         },
         (Reversing, Event::Recovered) => Reversing,
         (Failed, Event::Retried) if fail_kind.is_some_and(FailKind::retryable) => Pending,

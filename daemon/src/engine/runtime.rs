@@ -16,15 +16,17 @@ use std::time::Duration;
 use chrono::Local;
 use serde_json::{Map, Value, json};
 use settlement_client::catalogue::{self, TxnSpec};
+use settlement_client::envelope::Response;
 use settlement_client::gateway::Prepared;
 use settlement_client::msgid::MsgId;
+use settlement_client::reversal::ReversalAnswer;
 use settlement_client::{Gateway, Outcome};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, warn};
 
-use super::machine::{self, Action, Answer, Event, FailKind, Resolution, State};
+use super::machine::{self, Action, Answer, Event, FailKind, Resolution, State, Verdict};
 use crate::api::error::ApiError;
 use crate::events::EventBus;
 use crate::journal::{Counts, Inserted, Journal, JournalError, Record, Reversal};
@@ -71,9 +73,31 @@ pub mod crash {
     pub fn point(_name: &str) {}
 }
 
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// "Nothing to reverse" is believed only this long after the original
+    /// was sent: a slow original can arrive after its reversal.
+    pub reversal_grace: Duration,
+}
+
+impl EngineSettings {
+    /// From the config: `journal.reversal_grace_ms`, by default twice the
+    /// gateway request timeout.
+    pub fn from_config(cfg: &ybpos_config::Config) -> Self {
+        EngineSettings {
+            reversal_grace: cfg
+                .journal
+                .reversal_grace
+                .unwrap_or(cfg.gateway.request_timeout * 2),
+        }
+    }
+}
+
 /// The money engine.
 #[derive(Debug)]
 pub struct Engine {
+    settings: EngineSettings,
     journal: Journal,
     gateway: Arc<Gateway>,
     sessions: Arc<Sessions>,
@@ -110,12 +134,14 @@ fn fatal(e: &JournalError) -> ! {
 impl Engine {
     /// Opens the engine on `journal`; call [`Engine::recover`] before serving.
     pub fn new(
+        settings: EngineSettings,
         journal: Journal,
         gateway: Arc<Gateway>,
         sessions: Arc<Sessions>,
         events: EventBus,
     ) -> Arc<Engine> {
         Arc::new(Engine {
+            settings,
             journal,
             gateway,
             sessions,
@@ -318,6 +344,7 @@ impl Engine {
                     .as_str()
                     .map(str::to_string)
             }),
+            sent_at: Some(now),
             created_at: now,
             updated_at: now,
         };
@@ -421,6 +448,7 @@ impl Engine {
                     .unwrap_or(State::Sent);
                 rec.attempts += 1;
                 rec.updated_at = Local::now();
+                rec.sent_at = Some(rec.updated_at);
                 if let Err(e) = self
                     .save(&rec, Some(format!("sending {}", rec.msgid)))
                     .await
@@ -622,7 +650,7 @@ impl Engine {
                 Some((rec.txn_id.clone(), !rec.state.is_final()))
             }
             Action::Resolve => {
-                let (infno, input) = match undo_request(&rec, r) {
+                let (infno, input) = match resolution_request(&rec, r) {
                     Some(x) => x,
                     None => {
                         error!("Cannot build the undo request; needs a person.");
@@ -660,41 +688,61 @@ impl Engine {
                     return Some((rec.txn_id, true));
                 }
                 crash::point("after_resolving");
-                info!(omsgid = %rec.msgid, msgid = %p.msgid, via = infno, attempt = attempts, "Reversing.");
+                info!(omsgid = %rec.msgid, msgid = %p.msgid, via = infno, attempt = attempts, "Resolving.");
                 let out = self.gateway.send(&p).await;
                 crash::point("after_resolve_send");
-                if out.is_sign_in_rejection() {
+                let grace_passed = rec.sent_at.is_none_or(|t| {
+                    (Local::now() - t)
+                        .to_std()
+                        .is_ok_and(|age| age >= self.settings.reversal_grace)
+                });
+                let verdict = if out.is_sign_in_rejection() {
                     self.gateway.invalidate_sign_in(&sign_no).await;
-                }
-                let answer = if out.is_sign_in_rejection() {
-                    Answer::NotSent
+                    Verdict::Retry
                 } else {
-                    to_answer(&out)
+                    verdict(r, &out, &rec, grace_passed)
                 };
                 rec.state =
-                    machine::apply(rec.state, r, rec.fail_kind, &Event::Resolved(answer)).ok()?;
+                    machine::apply(rec.state, r, rec.fail_kind, &Event::Resolved(verdict)).ok()?;
                 if let Some(rv) = rec.reversal.as_mut() {
-                    rv.state = match &out {
-                        Outcome::Ok(_) => "succeeded",
-                        Outcome::Rejected { .. } if rec.state == State::Reversed => {
-                            "nothing_to_reverse"
-                        }
-                        Outcome::Rejected { .. } => "refused",
-                        Outcome::NotSent { .. } => "not_sent",
-                        Outcome::Unknown { .. } => "unknown",
+                    rv.state = match verdict {
+                        Verdict::Undone => "succeeded",
+                        Verdict::NotFound { .. } => "not_found",
+                        Verdict::Found => "found",
+                        Verdict::Refused => "refused",
+                        Verdict::Retry => out.class(),
                     }
                     .into();
                 }
+                if verdict == Verdict::Found {
+                    rec.output = found_output(r, &out, &rec);
+                    rec.error = None;
+                }
                 match (&out, rec.state) {
                     (_, State::Reversed) => info!(omsgid = %rec.msgid, "Reversed."),
+                    (_, State::Succeeded) => {
+                        info!(omsgid = %rec.msgid, "The lost answer was found: it took effect.")
+                    }
+                    (_, State::Failed) => {
+                        info!(omsgid = %rec.msgid, "Proven never to have taken effect.")
+                    }
                     (Outcome::Rejected { infcode, err_msg }, State::ReversalFailed) => {
                         rec.error = Some(
                             json!({"kind": "reversal_refused", "infcode": infcode, "err_msg": err_msg}),
                         );
                         error!(omsgid = %rec.msgid, infcode, err_msg = %err_msg, "Reversal refused: needs a person.");
                     }
+                    _ if matches!(
+                        verdict,
+                        Verdict::NotFound {
+                            grace_passed: false
+                        }
+                    ) =>
+                    {
+                        info!(omsgid = %rec.msgid, "Nothing to undo yet; asking again after the grace period in case the original is still on its way.");
+                    }
                     _ => {
-                        warn!(omsgid = %rec.msgid, outcome = out.class(), "Reversal not definitive yet; will retry.")
+                        warn!(omsgid = %rec.msgid, outcome = out.class(), "Resolution not definitive yet; will retry.")
                     }
                 }
                 rec.updated_at = Local::now();
@@ -936,17 +984,23 @@ fn to_answer<T>(o: &Outcome<T>) -> Answer {
     }
 }
 
-/// The request that undoes `rec`: 2601 by msgid, or its own cancel.
-fn undo_request(rec: &Record, r: Resolution) -> Option<(&'static str, Value)> {
-    let first = |node: &str, k: &str| -> String {
-        let n = rec.input.get(node);
-        let v = match n {
-            Some(Value::Array(a)) => a.first().and_then(|x| x.get(k)),
-            Some(o) => o.get(k),
-            None => None,
-        };
-        v.and_then(Value::as_str).unwrap_or_default().to_string()
+/// Platform messages of a cancel that finds nothing to cancel [guess: the
+/// simulator's wording; real gateways word it their own way].
+const UNDO_NOTHING: &[&str] = &["未找到", "不存在", "未办理"];
+
+/// A field of the first object of `node` (an object or a list) of the input.
+fn first_field(rec: &Record, node: &str, k: &str) -> String {
+    let v = match rec.input.get(node) {
+        Some(Value::Array(a)) => a.first().and_then(|x| x.get(k)),
+        Some(o) => o.get(k),
+        None => None,
     };
+    v.and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// The request that resolves `rec`: 2601 by msgid, its own cancel, or a query.
+fn resolution_request(rec: &Record, r: Resolution) -> Option<(&'static str, Value)> {
+    let f = |node: &str, k: &str| first_field(rec, node, k);
     match r {
         Resolution::Reverse => Some((
             "2601",
@@ -954,16 +1008,134 @@ fn undo_request(rec: &Record, r: Resolution) -> Option<(&'static str, Value)> {
         )),
         Resolution::Undo("2205") => Some((
             "2205",
-            json!({"data": {"mdtrt_id": first("feedetail", "mdtrt_id"), "chrg_bchno": first("feedetail", "chrg_bchno"), "psn_no": rec.psn_no}}),
-        )),
-        Resolution::Undo("2302") => Some((
-            "2302",
-            json!({"data": {"mdtrt_id": first("feedetail", "mdtrt_id"), "psn_no": rec.psn_no, "feedetl_sn": "0000"}}),
+            json!({"data": {"mdtrt_id": f("feedetail", "mdtrt_id"), "chrg_bchno": f("feedetail", "chrg_bchno"), "psn_no": rec.psn_no}}),
         )),
         Resolution::Undo("2405") => Some((
             "2405",
-            json!({"data": {"mdtrt_id": first("dscginfo", "mdtrt_id"), "psn_no": rec.psn_no}}),
+            json!({"data": {"mdtrt_id": f("dscginfo", "mdtrt_id"), "psn_no": rec.psn_no}}),
         )),
+        Resolution::Query("5201") => Some((
+            "5201",
+            json!({"data": {"psn_no": rec.psn_no, "begntime": f("data", "begntime"), "med_type": f("data", "med_type")}}),
+        )),
+        Resolution::Query("5204") => Some((
+            "5204",
+            json!({"data": {"psn_no": rec.psn_no, "mdtrt_id": f("feedetail", "mdtrt_id")}}),
+        )),
+        _ => None,
+    }
+}
+
+/// The `feedetl_sn`s a fee upload carried.
+fn uploaded_lines(rec: &Record) -> Vec<String> {
+    rec.input
+        .get("feedetail")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.get("feedetl_sn"))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a resolution answer establishes about the original.
+fn verdict(r: Resolution, out: &Outcome<Response>, rec: &Record, grace_passed: bool) -> Verdict {
+    let not_found = Verdict::NotFound { grace_passed };
+    match r {
+        Resolution::Reverse => match ReversalAnswer::of(out) {
+            ReversalAnswer::Reversed | ReversalAnswer::AlreadyReversed => Verdict::Undone,
+            ReversalAnswer::NothingToReverse => not_found,
+            ReversalAnswer::RefusedCancelled { .. } | ReversalAnswer::Refused { .. } => {
+                Verdict::Refused
+            }
+            ReversalAnswer::Retry { .. } => Verdict::Retry,
+        },
+        Resolution::Undo(_) => match out {
+            Outcome::Ok(_) => Verdict::Undone,
+            Outcome::Rejected { err_msg, .. }
+                if UNDO_NOTHING.iter().any(|p| err_msg.contains(p)) =>
+            {
+                not_found
+            }
+            Outcome::Rejected { .. } => Verdict::Refused,
+            _ => Verdict::Retry,
+        },
+        Resolution::Query(q) => match out {
+            Outcome::Ok(resp) => {
+                let o = resp.output.clone().unwrap_or(Value::Null);
+                if q == "5201" {
+                    let otp = first_field(rec, "data", "ipt_otp_no");
+                    let hit = o["mdtrtinfo"].as_array().is_some_and(|a| {
+                        a.iter()
+                            .any(|v| v["ipt_otp_no"].as_str() == Some(otp.as_str()))
+                    });
+                    if hit { Verdict::Found } else { not_found }
+                } else {
+                    let want = uploaded_lines(rec);
+                    let have: Vec<String> = o["feedetail"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|l| l["feedetl_sn"].as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let present = want.iter().filter(|w| have.contains(w)).count();
+                    match present {
+                        0 => not_found,
+                        n if n == want.len() => Verdict::Found,
+                        // Part of one upload: something else touched the lines.
+                        _ => Verdict::Refused,
+                    }
+                }
+            }
+            Outcome::Rejected { err_msg, .. }
+                if UNDO_NOTHING.iter().any(|p| err_msg.contains(p)) =>
+            {
+                not_found
+            }
+            _ => Verdict::Retry,
+        },
+        Resolution::Resend | Resolution::Surface => Verdict::Retry,
+    }
+}
+
+/// The output a found original is recorded with.
+fn found_output(r: Resolution, out: &Outcome<Response>, rec: &Record) -> Option<Value> {
+    let Outcome::Ok(resp) = out else { return None };
+    let o = resp.output.clone().unwrap_or(Value::Null);
+    match r {
+        Resolution::Query("5201") => {
+            let otp = first_field(rec, "data", "ipt_otp_no");
+            let v = o["mdtrtinfo"]
+                .as_array()?
+                .iter()
+                .find(|v| v["ipt_otp_no"].as_str() == Some(otp.as_str()))?
+                .clone();
+            Some(
+                json!({"data": {"mdtrt_id": v["mdtrt_id"], "psn_no": v["psn_no"], "ipt_otp_no": v["ipt_otp_no"]}, "found_by": "5201"}),
+            )
+        }
+        Resolution::Query(_) => {
+            let want = uploaded_lines(rec);
+            let lines: Vec<Value> = o["feedetail"]
+                .as_array()?
+                .iter()
+                .filter(|l| {
+                    l["feedetl_sn"]
+                        .as_str()
+                        .is_some_and(|sn| want.iter().any(|w| w == sn))
+                })
+                .cloned()
+                .collect();
+            Some(json!({"result": lines, "found_by": "5204"}))
+        }
         _ => None,
     }
 }

@@ -100,6 +100,8 @@ pub struct Record {
     pub setl_id: Option<String>,
     /// For cancels: the `setl_id` they cancel.
     pub cancels_setl_id: Option<String>,
+    /// When the request was last posted (the reversal grace counts from here).
+    pub sent_at: Option<DateTime<Local>>,
     /// Created.
     pub created_at: DateTime<Local>,
     /// Last change.
@@ -136,7 +138,7 @@ fn parse_fail_kind(s: Option<String>) -> Option<FailKind> {
 
 const COLUMNS: &str = "txn_id, client_ref, infno, request_hash, session_id, input, insuplc_admdvs, psn_no, \
     mdtrt_cert_type, sale_key, msgid, request, state, fail_kind, output, error, reversal_msgid, \
-    reversal_infno, reversal_state, reversal_attempts, attempts, setl_id, cancels_setl_id, created_at, updated_at";
+    reversal_infno, reversal_state, reversal_attempts, attempts, setl_id, cancels_setl_id, sent_at, created_at, updated_at";
 
 fn from_row(r: &Row<'_>) -> Result<Record, JournalError> {
     let txn_id: String = r.get(0)?;
@@ -178,9 +180,13 @@ fn from_row(r: &Row<'_>) -> Result<Record, JournalError> {
         attempts: r.get(20)?,
         setl_id: r.get(21)?,
         cancels_setl_id: r.get(22)?,
-        created_at: parse_ts(&r.get::<_, String>(23)?)
+        sent_at: r
+            .get::<_, Option<String>>(23)?
+            .as_deref()
+            .and_then(parse_ts),
+        created_at: parse_ts(&r.get::<_, String>(24)?)
             .ok_or_else(|| corrupt("created_at".into()))?,
-        updated_at: parse_ts(&r.get::<_, String>(24)?)
+        updated_at: parse_ts(&r.get::<_, String>(25)?)
             .ok_or_else(|| corrupt("updated_at".into()))?,
         txn_id,
     })
@@ -287,7 +293,7 @@ impl Journal {
                 return Ok(Inserted::Existing(Box::new(e?)));
             }
             tx.execute(
-                &format!("INSERT INTO txn ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25)"),
+                &format!("INSERT INTO txn ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)"),
                 params![
                     rec.txn_id,
                     rec.client_ref,
@@ -312,6 +318,7 @@ impl Journal {
                     rec.attempts,
                     rec.setl_id,
                     rec.cancels_setl_id,
+                    rec.sent_at.as_ref().map(ts),
                     ts(&rec.created_at),
                     ts(&rec.updated_at),
                 ],
@@ -331,7 +338,7 @@ impl Journal {
                 "UPDATE txn SET input=?2, insuplc_admdvs=?3, psn_no=?4, msgid=?5, request=?6, state=?7, \
                  fail_kind=?8, output=?9, error=?10, reversal_msgid=?11, reversal_infno=?12, \
                  reversal_state=?13, reversal_attempts=?14, attempts=?15, setl_id=?16, \
-                 cancels_setl_id=?17, updated_at=?18 WHERE txn_id=?1",
+                 cancels_setl_id=?17, updated_at=?18, sent_at=?19 WHERE txn_id=?1",
                 params![
                     rec.txn_id,
                     rec.input.to_string(),
@@ -351,6 +358,7 @@ impl Journal {
                     rec.setl_id,
                     rec.cancels_setl_id,
                     ts(&rec.updated_at),
+                    rec.sent_at.as_ref().map(ts),
                 ],
             )?;
             if n != 1 {

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
         attempts        INTEGER NOT NULL DEFAULT 0,
         setl_id         TEXT,
         cancels_setl_id TEXT,
+        sent_at         TEXT,
         created_at      TEXT NOT NULL,
         updated_at      TEXT NOT NULL
     );

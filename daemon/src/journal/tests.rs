@@ -26,6 +26,7 @@ fn rec(client_ref: &str, state: State) -> Record {
         attempts: 0,
         setl_id: None,
         cancels_setl_id: None,
+        sent_at: Some(now),
         created_at: now,
         updated_at: now,
     }

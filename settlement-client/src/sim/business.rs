@@ -97,6 +97,8 @@ impl State {
             "2405" => self.discharge_undo(req),
             "2601" => self.reverse(req, now),
             "5203" => self.query_settlement(req, now),
+            "5201" => self.query_visits(req),
+            "5204" => self.query_fees(req),
             _ => return None,
         })
     }
@@ -413,6 +415,66 @@ impl State {
         Ok(
             json!({"data": {"mdtrt_id": mdtrt_id, "psn_no": psn_no, "ipt_otp_no": otp, "exp_content": ""}}),
         )
+    }
+
+    /// Visit query (5201): the person's visits still open, optionally one
+    /// `mdtrt_id` [guess: output node `mdtrtinfo`; the real 5201 also
+    /// filters by `begntime`/`endtime`/`med_type`].
+    fn query_visits(&self, req: &Request) -> Out {
+        let d = node(req, "data");
+        let psn_no = s(d, "psn_no");
+        if !self.accounts.iter().any(|a| a.person.psn_no == psn_no) {
+            return Err(format!("FSI-人员编号[{psn_no}]不存在"));
+        }
+        let want = s(d, "mdtrt_id");
+        let mut list: Vec<&Visit> = self
+            .visits
+            .values()
+            .filter(|v| v.psn_no == psn_no && v.state == VisitState::Open)
+            .filter(|v| want.is_empty() || v.mdtrt_id == want)
+            .collect();
+        list.sort_by(|a, b| a.mdtrt_id.cmp(&b.mdtrt_id));
+        let rows: Vec<Value> = list
+            .into_iter()
+            .map(|v| {
+                json!({
+                    "mdtrt_id": v.mdtrt_id,
+                    "psn_no": v.psn_no,
+                    "ipt_otp_no": v.ipt_otp_no,
+                    "med_type": v.med_type,
+                    "insutype": v.insutype,
+                })
+            })
+            .collect();
+        Ok(json!({ "mdtrtinfo": rows }))
+    }
+
+    /// Fee detail query (5204): the lines of a visit that are not cancelled
+    /// [guess: output node `feedetail`, field `fee_stas`].
+    fn query_fees(&self, req: &Request) -> Out {
+        let d = node(req, "data");
+        let id = s(d, "mdtrt_id");
+        let v = self
+            .visits
+            .get(id)
+            .filter(|v| v.psn_no == s(d, "psn_no") && v.state == VisitState::Open)
+            .ok_or_else(|| format!("FSI-就诊信息[{id}]不存在"))?;
+        let rows: Vec<Value> = v
+            .fees
+            .iter()
+            .filter(|f| f.state != FeeState::Cancelled)
+            .map(|f| {
+                json!({
+                    "feedetl_sn": f.feedetl_sn,
+                    "mdtrt_id": v.mdtrt_id,
+                    "chrg_bchno": f.chrg_bchno,
+                    "det_item_fee_sumamt": f.amount.to_json(),
+                    "med_list_codg": f.med_list_codg,
+                    "fee_stas": if matches!(f.state, FeeState::Settled(_)) { "1" } else { "0" },
+                })
+            })
+            .collect();
+        Ok(json!({ "feedetail": rows }))
     }
 
     /// Registration cancel (2202).

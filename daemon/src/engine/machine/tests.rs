@@ -27,15 +27,27 @@ fn happy_and_sad_paths() {
         Ok(State::Reversing)
     );
     assert_eq!(
-        apply(State::Reversing, r, None, &Event::Resolved(Answer::Ok)),
+        apply(State::Reversing, r, None, &Event::Resolved(Verdict::Undone)),
         Ok(State::Reversed)
+    );
+    // "Nothing to reverse" is believed only after the grace period.
+    assert_eq!(
+        apply(
+            State::Reversing,
+            r,
+            None,
+            &Event::Resolved(Verdict::NotFound {
+                grace_passed: false
+            })
+        ),
+        Ok(State::Reversing)
     );
     assert_eq!(
         apply(
             State::Reversing,
             r,
             None,
-            &Event::Resolved(Answer::Rejected("FSI-冲正失败:原交易不存在".into()))
+            &Event::Resolved(Verdict::NotFound { grace_passed: true })
         ),
         Ok(State::Reversed)
     );
@@ -44,12 +56,12 @@ fn happy_and_sad_paths() {
             State::Reversing,
             r,
             None,
-            &Event::Resolved(Answer::Rejected("退费结算标志不为未退费".into()))
+            &Event::Resolved(Verdict::Refused)
         ),
         Ok(State::ReversalFailed)
     );
     assert_eq!(
-        apply(State::Reversing, r, None, &Event::Resolved(Answer::Unknown)),
+        apply(State::Reversing, r, None, &Event::Resolved(Verdict::Retry)),
         Ok(State::Reversing)
     );
 }
@@ -105,7 +117,41 @@ fn resolutions_follow_the_catalogue() {
     }
     assert_eq!(resolution(spec("2204").unwrap()), Resolution::Undo("2205"));
     assert_eq!(resolution(spec("2206").unwrap()), Resolution::Resend);
-    assert_eq!(resolution(spec("2201").unwrap()), Resolution::Surface);
+    assert_eq!(resolution(spec("2201").unwrap()), Resolution::Query("5201"));
+}
+
+#[test]
+fn a_lost_registration_is_found_or_proven_absent() {
+    let r = Resolution::Query("5201");
+    assert_eq!(next(State::Unknown, r), Action::Resolve);
+    assert_eq!(
+        apply(State::Unknown, r, None, &Event::Resolving),
+        Ok(State::Unknown)
+    );
+    assert_eq!(
+        apply(State::Unknown, r, None, &Event::Resolved(Verdict::Found)),
+        Ok(State::Succeeded)
+    );
+    assert_eq!(
+        apply(
+            State::Unknown,
+            r,
+            None,
+            &Event::Resolved(Verdict::NotFound {
+                grace_passed: false
+            })
+        ),
+        Ok(State::Unknown)
+    );
+    assert_eq!(
+        apply(
+            State::Unknown,
+            r,
+            None,
+            &Event::Resolved(Verdict::NotFound { grace_passed: true })
+        ),
+        Ok(State::Failed)
+    );
 }
 
 /// What the model gateway can answer, chosen by the test.
@@ -116,6 +162,9 @@ enum Choice {
     NotSent,
     UnknownCommitted,
     UnknownNotCommitted,
+    /// The original is still in flight: it commits a few steps later,
+    /// possibly after a reversal found nothing (it overtakes).
+    UnknownSlow(u8),
     Crash,
     Resubmit,
 }
@@ -127,16 +176,23 @@ fn choice() -> impl Strategy<Value = Choice> {
         2 => Just(Choice::NotSent),
         3 => Just(Choice::UnknownCommitted),
         3 => Just(Choice::UnknownNotCommitted),
+        3 => (1u8..=3).prop_map(Choice::UnknownSlow),
         2 => Just(Choice::Crash),
         1 => Just(Choice::Resubmit),
     ]
 }
 
-/// The gateway's truth: which msgids it committed and which it reversed.
+/// The gateway's truth: which msgids it committed and which it reversed,
+/// and originals still in flight (msgid, steps until they commit).
 #[derive(Default)]
 struct Model {
     committed: HashMap<u32, bool>,
+    in_flight: Vec<(u32, u8)>,
 }
+
+/// Steps after which no original is in flight any more (the grace period
+/// covers the slowest original: slow delays are at most 3 steps).
+const GRACE_STEPS: u32 = 4;
 
 impl Model {
     fn in_effect(&self) -> usize {
@@ -156,10 +212,20 @@ fn run(r: Resolution, choices: &[Choice]) -> (State, usize) {
     let mut msgid = 0u32;
     let mut fail_kind = None;
     let mut script = choices.iter().copied();
-    let mut steps = 0;
+    let mut steps = 0u32;
+    let mut sent_at = 0u32;
     loop {
         steps += 1;
         assert!(steps < 10_000, "no progress");
+        // Time passes: slow originals land.
+        for (m, d) in model.in_flight.iter_mut() {
+            *d = d.saturating_sub(1);
+            if *d == 0 {
+                model.committed.entry(*m).or_insert(false);
+            }
+        }
+        model.in_flight.retain(|(_, d)| *d > 0);
+        let grace_passed = steps.saturating_sub(sent_at) >= GRACE_STEPS;
         // After the script, the gateway answers definitively and nobody crashes.
         let c = script.next().unwrap_or(Choice::Ok);
         if let Choice::Crash = c {
@@ -172,6 +238,7 @@ fn run(r: Resolution, choices: &[Choice]) -> (State, usize) {
         match next(state, r) {
             Action::Send => {
                 state = apply(state, r, fail_kind, &Event::Sending).unwrap();
+                sent_at = steps;
                 let answer = match c {
                     Choice::Ok => {
                         model.committed.insert(msgid, false);
@@ -181,6 +248,10 @@ fn run(r: Resolution, choices: &[Choice]) -> (State, usize) {
                     Choice::NotSent | Choice::Resubmit => Answer::NotSent,
                     Choice::UnknownCommitted => {
                         model.committed.insert(msgid, false);
+                        Answer::Unknown
+                    }
+                    Choice::UnknownSlow(d) => {
+                        model.in_flight.push((msgid, d));
                         Answer::Unknown
                     }
                     Choice::UnknownNotCommitted | Choice::Crash => Answer::Unknown,
@@ -195,21 +266,20 @@ fn run(r: Resolution, choices: &[Choice]) -> (State, usize) {
             Action::Resolve => {
                 state = apply(state, r, fail_kind, &Event::Resolving).unwrap();
                 let committed = model.committed.get(&msgid).copied();
-                let answer = match (c, committed) {
-                    (Choice::NotSent, _) => Answer::NotSent,
-                    (Choice::UnknownNotCommitted, _) => Answer::Unknown,
+                let verdict = match (c, committed) {
+                    (Choice::NotSent, _) | (Choice::UnknownNotCommitted, _) => Verdict::Retry,
                     (Choice::UnknownCommitted, Some(false)) => {
                         model.committed.insert(msgid, true);
-                        Answer::Unknown
+                        Verdict::Retry
                     }
                     (_, Some(false)) => {
                         model.committed.insert(msgid, true);
-                        Answer::Ok
+                        Verdict::Undone
                     }
-                    (_, Some(true)) => Answer::Rejected("FSI-原交易已冲正".into()),
-                    (_, None) => Answer::Rejected("FSI-冲正失败:原交易不存在".into()),
+                    (_, Some(true)) => Verdict::Undone,
+                    (_, None) => Verdict::NotFound { grace_passed },
                 };
-                state = apply(state, r, fail_kind, &Event::Resolved(answer)).unwrap();
+                state = apply(state, r, fail_kind, &Event::Resolved(verdict)).unwrap();
             }
             Action::Renew => {
                 msgid += 1;
@@ -224,7 +294,7 @@ fn run(r: Resolution, choices: &[Choice]) -> (State, usize) {
                     fail_kind = None;
                     continue;
                 }
-                if script.len() == 0 {
+                if script.len() == 0 && model.in_flight.is_empty() {
                     return (state, model.in_effect());
                 }
             }
