@@ -5,7 +5,9 @@
 //! - [`scanhub`]: scanner status, de-duplication, waits, `scan` events.
 //! - [`identity`] and [`sessions`]: decode + 1101 into identity sessions.
 //! - [`service`]: executes API calls against the parts above.
-//! - [`api`]: JSON-RPC 2.0 types, method parsing, the Unix-socket transport.
+//! - [`api`]: JSON-RPC 2.0 types, method parsing, the Unix-socket and
+//!   HTTP/WebSocket transports.
+//! - [`metrics`]: counters and gauges for `GET /metrics`.
 //! - [`events`]: the event bus behind `events.subscribe`.
 //! - [`demo`]: `ybposd --demo`; [`cli`]: the `ybpos` command line.
 //! - [`logging`], [`time`]: small shared helpers.
@@ -17,6 +19,7 @@ pub mod demo;
 pub mod events;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
 pub mod run;
 pub mod scanhub;
 pub mod service;
