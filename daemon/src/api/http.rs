@@ -271,9 +271,23 @@ async fn connection(
     debug!("HTTP client disconnected.");
 }
 
-/// Answers a connection past `max_connections` and closes it.
+/// Answers a connection past `max_connections` and closes it: reads the
+/// request head first (HTTP clients take an answer before their request as
+/// a protocol error), then a bounded amount of the rest, so closing does not
+/// reset the connection before the client has read the answer.
 async fn refuse_overloaded(mut stream: TcpStream) {
     info!("HTTP connection refused: too many connections.");
+    let mut buf = [0u8; 4096];
+    let mut head = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            head.extend_from_slice(&buf[..n]);
+            if n == 0 || head.len() > 16 * 1024 || head.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
     let body = jsonrpc::error(
         &Value::Null,
         &ApiError::overloaded("too many connections to the ybpos API; try again shortly"),
@@ -290,9 +304,6 @@ async fn refuse_overloaded(mut stream: TcpStream) {
         return;
     }
     let _ = stream.shutdown().await;
-    // Read (a bounded amount of) what the client sent, so closing does not
-    // reset the connection before it has read the answer.
-    let mut buf = [0u8; 4096];
     let mut total = 0usize;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while let Ok(n) = stream.read(&mut buf).await {
