@@ -179,6 +179,20 @@ async fn http_and_websocket_serve_the_api_and_events() {
     let _ = wid;
     until_armed(&http, false).await;
 
+    // So does an HTTP client that gives up on a POSTed scan.wait.
+    let http3 = http.clone();
+    let gave_up = tokio::spawn(async move {
+        http3
+            .call(
+                "scan.wait",
+                json!({"business_type": "02121", "timeout_ms": 60000}),
+            )
+            .await
+    });
+    until_armed(&http, true).await;
+    gave_up.abort();
+    until_armed(&http, false).await;
+
     // A payment code during a wait over POST is named at once.
     let http2 = http.clone();
     let pos = tokio::spawn(async move {
@@ -547,6 +561,10 @@ async fn connection_cap_and_idle_websockets() {
         other => panic!("expected an idle close, got {other:?}"),
     }
     assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // A connection that sends nothing is closed (header timeout = idle_timeout here).
+    let (status, text) = http.raw(b"").await;
+    assert_eq!((status, text.as_str()), (0, ""), "closed without an answer");
 
     // The metrics saw the refusal (retrying while the idle socket's place frees).
     let mut r = http.get("/metrics").await;

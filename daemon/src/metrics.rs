@@ -319,7 +319,9 @@ pub struct Metrics {
     pub gateway_online: Gauge,
     /// 1 for a connected scanner, 0 otherwise, by scanner (set at scrape).
     pub scanner_connected: Gauge,
-    /// Journal transactions whose outcome is not yet final (the engine sets the source).
+    /// Journal transactions whose outcome is not yet final. The journal sets
+    /// the source, e.g. `metrics::global().journal_unresolved
+    /// .set_value_source(move || journal.count_unresolved().ok())`.
     pub journal_unresolved: GaugeHook,
     /// Journal transactions in `reversal_failed`: they need a person.
     pub journal_reversal_failed: GaugeHook,

@@ -133,12 +133,16 @@ impl Http {
     }
 
     /// Sends raw bytes on a new connection and reads until the daemon closes
-    /// it (at most 10 s); returns the status code and the whole response.
+    /// it (panics after 10 s); returns the status code (0 for none) and the
+    /// whole response.
     pub async fn raw(&self, bytes: &[u8]) -> (u16, String) {
         let mut s = TcpStream::connect(self.addr).await.expect("connect");
         s.write_all(bytes).await.expect("write");
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+            .await
+            .expect("the daemon did not close the connection within 10 s")
+            .ok();
         let text = String::from_utf8_lossy(&buf).into_owned();
         let status = text
             .split_whitespace()

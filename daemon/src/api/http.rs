@@ -31,7 +31,8 @@
 //! (larger: an `invalid_request` answer and close code 1009). At most
 //! `api.max_connections` TCP connections (WebSocket sessions included);
 //! past that the connection gets a `503` with an `overloaded` JSON-RPC
-//! error and is closed. Idle keep-alive connections close after
+//! error and is closed (beyond [`MAX_POLITE_REFUSALS`] at once, just
+//! closed). Idle keep-alive connections close after
 //! `min(api.idle_timeout, 30 s)`; a WebSocket with no message, no request in
 //! flight and no subscription for `api.idle_timeout` is closed (code 1000).
 //! Slow WebSocket subscribers lose events (`lagged`), not memory: the
@@ -80,6 +81,10 @@ pub const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
 pub const BODY_DEADLINE: Duration = Duration::from_secs(30);
 /// Longest wait to deliver a last answer or the close frame to a closing WebSocket.
 pub const SEND_DEADLINE: Duration = Duration::from_secs(1);
+/// Initial WebSocket read buffer per session.
+pub const WS_READ_BUFFER: usize = 4096;
+/// Connections past the cap answered `503` at the same time; more are just closed.
+pub const MAX_POLITE_REFUSALS: usize = 32;
 /// Longest wait for request headers (and idle keep-alive), at most `idle_timeout`.
 pub const HEADER_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -160,6 +165,9 @@ impl HttpListener {
     ) {
         let header_deadline = cfg.idle_timeout.min(HEADER_DEADLINE);
         let slots = Arc::new(Semaphore::new(cfg.max_connections));
+        // Refusals answer politely, but only so many at once: past that, a
+        // flood of connections is just closed.
+        let refusals = Arc::new(Semaphore::new(MAX_POLITE_REFUSALS));
         let shared = Shared(Arc::new(Inner {
             service,
             guard: self.guard,
@@ -187,7 +195,15 @@ impl HttpListener {
             let span = tracing::info_span!("api_conn", conn = n, transport = "http", peer = %peer);
             let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                 metrics::global().api_refused.inc(&["http", "overloaded"]);
-                tracker.spawn(refuse_overloaded(stream).instrument(span));
+                if let Ok(p) = Arc::clone(&refusals).try_acquire_owned() {
+                    tracker.spawn(
+                        async move {
+                            refuse_overloaded(stream).await;
+                            drop(p);
+                        }
+                        .instrument(span),
+                    );
+                }
                 continue;
             };
             tracker.spawn(
@@ -654,6 +670,9 @@ async fn ws(
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        // tungstenite preallocates its read buffer (128 KiB by default) per
+        // connection; messages here are small, and it grows when one is not.
+        .read_buffer_size(WS_READ_BUFFER)
         .on_failed_upgrade(|e| debug!(error = %e, "WebSocket upgrade failed."))
         .on_upgrade(move |socket| tracker.track_future(session(socket, st, slot).instrument(span)))
 }
