@@ -500,7 +500,7 @@ async fn connection_cap_and_idle_websockets() {
     let mut o = options();
     o.api_toml
         .push_str("\nmax_connections = 2\nidle_timeout_ms = 1000");
-    let t = Terminal::start(o).await;
+    let mut t = Terminal::start(o).await;
     let http = t.http();
 
     // Two WebSockets with subscriptions hold both places …
@@ -579,4 +579,22 @@ async fn connection_cap_and_idle_websockets() {
     assert!(samples.iter().any(|s| s.name == "ybpos_api_refused_total"
         && s.label("reason") == Some("overloaded")
         && s.value >= 1.0));
+
+    // Stopping the daemon closes open WebSockets with 1001 and exits cleanly.
+    let stopper = std::thread::spawn(move || {
+        let st = t.stop();
+        (t, st)
+    });
+    loop {
+        match a.read().await {
+            WsRead::Json(_) => {}
+            WsRead::Closed(code, _) => {
+                assert_eq!(code, 1001);
+                break;
+            }
+            WsRead::Ended => panic!("closed without a close frame"),
+        }
+    }
+    let (_t, status) = stopper.join().unwrap();
+    assert!(status.unwrap().success());
 }

@@ -95,12 +95,12 @@ pub enum HttpError {
     #[error(transparent)]
     Token(#[from] TokenFileError),
     /// The address cannot be bound.
-    #[error("cannot listen on api.http_listen = {addr}: {source}")]
+    #[error("cannot listen on api.http_listen = {addr}: {cause}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (named so it is printed once, in the message).
+        cause: std::io::Error,
     },
     /// No randomness for the token check.
     #[error("no system randomness for the API token check")]
@@ -129,10 +129,10 @@ impl HttpListener {
         drop(secret);
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| HttpError::Bind { addr, source })?;
+            .map_err(|cause| HttpError::Bind { addr, cause })?;
         let local = listener
             .local_addr()
-            .map_err(|source| HttpError::Bind { addr, source })?;
+            .map_err(|cause| HttpError::Bind { addr, cause })?;
         if !local.ip().is_loopback() {
             warn!(addr = %local, "The HTTP API listens on a non-loopback address (api.http_allow_non_loopback).");
         }
@@ -770,18 +770,12 @@ async fn session(mut socket: WebSocket, st: Shared, slot: Slot) {
             Some(v) = out_rx.recv() => v,
         };
         if open {
-            open = matches!(
-                tokio::time::timeout(SEND_DEADLINE, send(&mut socket, &v)).await,
-                Ok(Ok(()))
-            );
+            open = deliver(&mut socket, &v).await;
         }
     }
     while let Ok(v) = out_rx.try_recv() {
         if open {
-            open = matches!(
-                tokio::time::timeout(SEND_DEADLINE, send(&mut socket, &v)).await,
-                Ok(Ok(()))
-            );
+            open = deliver(&mut socket, &v).await;
         }
     }
     drop(conn);
@@ -805,6 +799,14 @@ async fn session(mut socket: WebSocket, st: Shared, slot: Slot) {
 
 async fn send(socket: &mut WebSocket, v: &Value) -> Result<(), axum::Error> {
     socket.send(Message::Text(v.to_string().into())).await
+}
+
+/// Sends while closing, within [`SEND_DEADLINE`]; false when the client is gone.
+async fn deliver(socket: &mut WebSocket, v: &Value) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_DEADLINE, send(socket, v)).await,
+        Ok(Ok(()))
+    )
 }
 
 fn is_too_big(e: &axum::Error) -> bool {

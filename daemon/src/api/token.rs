@@ -27,23 +27,23 @@ pub const MAX_LEN: usize = 256;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
     /// Reading failed.
-    #[error("cannot read the API token file {path}: {source}")]
+    #[error("cannot read the API token file {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (named so it is printed once, in the message).
+        cause: std::io::Error,
     },
     /// It was missing and could not be created.
     #[error(
-        "the API token file {path} does not exist and cannot be created ({source}); create it \
+        "the API token file {path} does not exist and cannot be created ({cause}); create it \
          as root with `ybposd --config FILE --init-token`, or disable HTTP with api.http_listen = \"\""
     )]
     Create {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Others may read or write it.
     #[error(
@@ -76,23 +76,23 @@ pub fn load_or_create(path: &Path, group: Option<&str>) -> Result<(String, bool)
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 load(path).map(|t| (t, false))
             }
-            Err(source) => Err(TokenFileError::Create {
+            Err(cause) => Err(TokenFileError::Create {
                 path: path.to_path_buf(),
-                source,
+                cause,
             }),
         },
-        Err(source) => Err(TokenFileError::Read {
+        Err(cause) => Err(TokenFileError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         }),
     }
 }
 
 /// Reads and checks an existing token file.
 pub fn load(path: &Path) -> Result<String, TokenFileError> {
-    let read_err = |source| TokenFileError::Read {
+    let read_err = |cause| TokenFileError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let meta = std::fs::metadata(path).map_err(read_err)?;
     let mode = meta.permissions().mode() & 0o777;
