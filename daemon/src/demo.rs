@@ -123,7 +123,8 @@ suffix    = "\r"
 
 [api]
 socket      = "api.sock"
-http_listen = ""
+http_listen = "127.0.0.1:0"        # a free port; the banner shows which
+token_file  = "api-token"          # created at start (mode 0640)
 
 [journal]
 path = "journal.db"
@@ -160,6 +161,15 @@ pub async fn run() -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let sock = daemon.socket.display().to_string();
+    let token_file = dir.path().join("api-token");
+    let http = match daemon.http_addr {
+        Some(a) => format!(
+            "http://{a}   (token: {tf})\n                      \
+             curl -H \"Authorization: Bearer $(cat {tf})\" -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"system.info\"}}' http://{a}/v1/rpc",
+            tf = token_file.display()
+        ),
+        None => "off".into(),
+    };
     println!(
         r#"
 ybpos demo is running: no hardware, no gateway, no config file needed.
@@ -167,6 +177,7 @@ ybpos demo is running: no hardware, no gateway, no config file needed.
   Gateway simulator : {gw}   (test people: curl http://{addr}/sim/people)
   Virtual scanner   : "demo", a serial scanner on {pty}
   API socket        : {sock}
+  HTTP/WebSocket API: {http}
   Config it wrote   : {cfg}
 
 Try it:

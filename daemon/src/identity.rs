@@ -47,6 +47,13 @@ impl std::fmt::Debug for Given {
     }
 }
 
+/// Counts a gateway call in `ybpos_gateway_calls_total`.
+fn count(infno: &str, outcome: &str) {
+    crate::metrics::global()
+        .gateway_calls
+        .inc(&[infno, outcome]);
+}
+
 /// Resolves identities against the gateway.
 #[derive(Debug)]
 pub struct Identity {
@@ -84,7 +91,9 @@ impl Identity {
                     operator_name: t.opter_name.clone(),
                     ..DecodeContext::default()
                 };
-                let d = match self.gateway.decode(&code, &ctx).await {
+                let outcome = self.gateway.decode(&code, &ctx).await;
+                count("1162", outcome.class());
+                let d = match outcome {
                     Outcome::Ok(d) => d,
                     Outcome::Rejected { infcode, err_msg } => {
                         info!(code = %Masked(&code), infcode, "Decode refused the code.");
@@ -146,7 +155,9 @@ impl Identity {
                 (cred, None, input)
             }
         };
-        let person = match self.gateway.call("1101", input, "").await {
+        let outcome = self.gateway.call("1101", input, "").await;
+        count("1101", outcome.class());
+        let person = match outcome {
             Outcome::Ok(r) => r.output.unwrap_or(Value::Null),
             Outcome::Rejected { infcode, err_msg } => {
                 info!(infcode, "1101 refused.");

@@ -6,7 +6,9 @@
 //! - [`identity`] and [`sessions`]: decode + 1101 into identity sessions.
 //! - [`engine`] and [`journal`]: journaled, idempotent, self-reversing transactions.
 //! - [`service`]: executes API calls against the parts above.
-//! - [`api`]: JSON-RPC 2.0 types, method parsing, the Unix-socket transport.
+//! - [`api`]: JSON-RPC 2.0 types, method parsing, the Unix-socket and
+//!   HTTP/WebSocket transports.
+//! - [`metrics`]: counters and gauges for `GET /metrics`.
 //! - [`events`]: the event bus behind `events.subscribe`.
 //! - [`demo`]: `ybposd --demo`; [`cli`]: the `ybpos` command line.
 //! - [`logging`], [`time`]: small shared helpers.
@@ -20,6 +22,7 @@ pub mod events;
 pub mod identity;
 pub mod journal;
 pub mod logging;
+pub mod metrics;
 pub mod run;
 pub mod scanhub;
 pub mod service;

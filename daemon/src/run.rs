@@ -2,7 +2,8 @@
 //!
 //! [`Daemon::start`] brings everything up in order and returns once the API
 //! is bound (what `READY=1` means); [`Daemon::shutdown`] stops it in phases:
-//! stop accepting, release scanners, sign out, remove the socket.
+//! stop accepting (Unix socket and HTTP), release scanners, sign out,
+//! remove the socket.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, warn};
 use ybpos_config::Config;
 
+use crate::api::http::HttpListener;
 use crate::api::unix;
 use crate::engine::Engine;
 use crate::engine::runtime::EngineSettings;
@@ -36,6 +38,8 @@ pub const PHASE_DEADLINE: Duration = Duration::from_secs(5);
 pub struct Daemon {
     /// The Unix socket clients connect to.
     pub socket: PathBuf,
+    /// The HTTP/WebSocket API's bound address (`None` when disabled).
+    pub http_addr: Option<std::net::SocketAddr>,
     /// The service (for in-process callers such as tests and the demo).
     pub service: Arc<Service>,
     cancel: CancellationToken,
@@ -106,6 +110,9 @@ impl Daemon {
             demo: extras.demo,
         });
 
+        // HTTP first: it can fail (token file, port in use) with nothing to undo.
+        let http = HttpListener::bind(&cfg.api).await?;
+        let http_addr = http.as_ref().map(HttpListener::local_addr);
         let listener = unix::bind(&cfg.api)?;
         tracker.spawn(unix::serve(
             listener,
@@ -115,8 +122,22 @@ impl Daemon {
             tracker.clone(),
         ));
         info!(socket = %cfg.api.socket.display(), "API listening.");
+        if let Some(http) = http {
+            info!(
+                addr = %http.local_addr(),
+                token_file = %http.token_file().display(),
+                "HTTP API listening."
+            );
+            tracker.spawn(http.serve(
+                cfg.api.clone(),
+                Arc::clone(&service),
+                cancel.child_token(),
+                tracker.clone(),
+            ));
+        }
         Ok(Daemon {
             socket: cfg.api.socket.clone(),
+            http_addr,
             service,
             cancel,
             tracker,

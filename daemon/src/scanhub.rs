@@ -159,6 +159,9 @@ impl ScanHub {
             warn!(scanner = %c.scan.scanner, "A waiter is not taking scans; scan not delivered.");
         }
         drop(g);
+        crate::metrics::global()
+            .scans
+            .inc(&[&c.scan.scanner, class.as_str()]);
         info!(
             scanner = %c.scan.scanner,
             scan_id = %scan_id,

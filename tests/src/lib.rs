@@ -1,7 +1,12 @@
 //! Test kit for end-to-end tests: a gateway simulator, a pty scanner, the
-//! daemon as a child process with its logs captured, and an async client.
+//! daemon as a child process with its logs captured, and an async client;
+//! [`web`]: clients of the HTTP/WebSocket API and a Prometheus text reader.
+
+pub mod web;
+pub use web::{Http, Ws, WsRead, parse_prometheus};
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -33,6 +38,11 @@ pub struct Options {
     pub dedupe_window_ms: u64,
     /// Extra TOML appended to the config.
     pub extra_toml: String,
+    /// Serve the HTTP/WebSocket API on a free loopback port
+    /// (`http_listen = "127.0.0.1:0"`, token file `api-token` in the folder).
+    pub http: bool,
+    /// Extra lines for the `[api]` table (e.g. `allowed_origins = [...]`).
+    pub api_toml: String,
 }
 
 impl Options {
@@ -42,6 +52,8 @@ impl Options {
             daemon,
             dedupe_window_ms: 100,
             extra_toml: String::new(),
+            http: false,
+            api_toml: String::new(),
         }
     }
 }
@@ -60,6 +72,7 @@ pub struct Terminal {
     /// The config file.
     pub config: PathBuf,
     daemon: PathBuf,
+    http: bool,
     child: Option<Child>,
     logs: Arc<Mutex<Vec<u8>>>,
 }
@@ -95,7 +108,8 @@ suffix = "\r"
 
 [api]
 socket = "api.sock"
-http_listen = ""
+{http}
+{api}
 
 [journal]
 path = "journal.db"
@@ -107,6 +121,12 @@ dedupe_window_ms = {dedupe}
             url = sim.base_url(),
             dedupe = opts.dedupe_window_ms,
             extra = opts.extra_toml,
+            http = if opts.http {
+                "http_listen = \"127.0.0.1:0\"\ntoken_file = \"api-token\""
+            } else {
+                "http_listen = \"\""
+            },
+            api = opts.api_toml,
         );
         std::fs::write(&config, text).expect("config");
         let socket = dir.path().join("api.sock");
@@ -117,6 +137,7 @@ dedupe_window_ms = {dedupe}
             socket,
             config,
             daemon: opts.daemon.clone(),
+            http: opts.http,
             child: None,
             logs: Arc::new(Mutex::new(Vec::new())),
         };
@@ -168,6 +189,7 @@ dedupe_window_ms = {dedupe}
                 && let Ok(info) = c.call("system.info", json!({})).await
                 && info["scanners"][0]["state"] == "connected"
                 && info["gateway"]["state"] == "online"
+                && (!self.http || self.http_addr().is_some())
             {
                 return;
             }
@@ -207,6 +229,33 @@ dedupe_window_ms = {dedupe}
             std::thread::sleep(Duration::from_millis(5));
         }
         None
+    }
+
+    /// The HTTP API's address, from the daemon's "HTTP API listening." log line.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        let logs = self.logs();
+        let line = logs
+            .lines()
+            .rev()
+            .find(|l| l.contains("HTTP API listening."))?;
+        let at = line.find(" addr=")? + " addr=".len();
+        line[at..].split_whitespace().next()?.parse().ok()
+    }
+
+    /// The HTTP API token (from the file the daemon created).
+    pub fn api_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("api-token"))
+            .expect("token file")
+            .trim()
+            .to_string()
+    }
+
+    /// An HTTP client for this terminal's HTTP API.
+    pub fn http(&self) -> Http {
+        Http::new(
+            self.http_addr().expect("the HTTP API is on"),
+            self.api_token(),
+        )
     }
 
     /// Everything the daemon logged so far.

@@ -27,8 +27,12 @@ use ybpos_config::Api;
 
 use super::conn::{Conn, OUTBOX};
 use super::error::ApiError;
-use super::{jsonrpc, methods};
+use super::{dispatch, jsonrpc};
+use crate::metrics;
 use crate::service::Service;
+
+/// Moved to [`super::dispatch`]; kept here for existing callers.
+pub use super::dispatch::dispatch;
 
 /// Binding the socket failed.
 #[derive(Debug, thiserror::Error)]
@@ -112,12 +116,14 @@ pub async fn serve(
             peer_pid = pid
         );
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics::global().api_refused.inc(&["unix", "overloaded"]);
             tracker.spawn(
                 refuse(stream, ApiError::overloaded("too many connections")).instrument(span),
             );
             continue;
         };
         if !cfg.allowed_uids.is_empty() && !uid.is_some_and(|u| cfg.allowed_uids.contains(&u)) {
+            metrics::global().api_refused.inc(&["unix", "uid"]);
             tracker.spawn(
                 refuse(
                     stream,
@@ -133,7 +139,11 @@ pub async fn serve(
         tracker.spawn(
             async move {
                 debug!("Client connected.");
+                let m = metrics::global();
+                m.api_connections.inc(&["unix"]);
+                m.api_connections_open.add(&["unix"], 1);
                 connection(stream, &cfg, service, cancel).await;
+                m.api_connections_open.add(&["unix"], -1);
                 debug!("Client disconnected.");
                 drop(permit);
             }
@@ -208,35 +218,9 @@ async fn connection(
         if line.is_empty() {
             continue;
         }
-        let req = match jsonrpc::parse(line) {
-            Ok(r) => r,
-            Err(bad) => {
-                let (id, e) = *bad;
-                debug!(error = %e, "Bad request.");
-                let _ = out_tx.send(jsonrpc::error(&id, &e)).await;
-                continue;
-            }
-        };
-        let service = Arc::clone(&service);
-        let conn2 = Arc::clone(&conn);
-        let out = out_tx.clone();
-        let inflight2 = Arc::clone(&inflight);
-        inflight.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("rpc", method = %req.method);
-        conn.tracker.spawn(
-            async move {
-                let answer = dispatch(&service, req.method.as_str(), &req.params, &conn2).await;
-                if let Some(id) = req.id {
-                    let msg = match answer {
-                        Ok(v) => jsonrpc::result(&id, v),
-                        Err(e) => jsonrpc::error(&id, &e),
-                    };
-                    let _ = out.send(msg).await;
-                }
-                inflight2.fetch_sub(1, Ordering::Relaxed);
-            }
-            .instrument(span),
-        );
+        if let Some(bad) = dispatch::handle_message(&service, &conn, line, &out_tx, &inflight) {
+            let _ = out_tx.send(bad).await;
+        }
     }
     // The client is gone (or we close): cancel its waits and subscriptions.
     cancel.cancel();
@@ -245,17 +229,6 @@ async fn connection(
     drop(out_tx);
     drop(conn);
     let _ = writer.await;
-}
-
-/// Parses and executes one request (shared by every transport).
-pub async fn dispatch(
-    service: &Service,
-    method: &str,
-    params: &serde_json::Map<String, Value>,
-    conn: &Arc<Conn>,
-) -> Result<Value, ApiError> {
-    let call = methods::parse(method, params)?;
-    service.execute(call, conn).await
 }
 
 fn trim_line(b: &[u8]) -> &[u8] {

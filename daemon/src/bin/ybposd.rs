@@ -1,7 +1,9 @@
 //! `ybposd`: the 医保码 terminal daemon.
 //!
 //! `ybposd [--config PATH]` runs it; `--check-config` validates and exits;
-//! `--demo` runs everything with a simulator and a virtual scanner.
+//! `--demo` runs everything with a simulator and a virtual scanner;
+//! `--init-token` creates the HTTP API token file if it is missing (the
+//! systemd unit runs it as root, since the daemon cannot write `/etc`).
 
 use std::path::PathBuf;
 
@@ -20,11 +22,48 @@ struct Args {
     /// Run the self-contained demo (simulator + virtual scanner); needs no config.
     #[arg(long, conflicts_with = "check_config")]
     demo: bool,
+    /// Create api.token_file with a random token (mode 0640, group
+    /// api.socket_group) if it is missing, check it, and exit. Never prints the token.
+    #[arg(long, conflicts_with_all = ["check_config", "demo"])]
+    init_token: bool,
+}
+
+/// `--init-token`: 0 when the token file is usable, 78 for a bad config, 1 otherwise.
+fn init_token(config: &std::path::Path) -> i32 {
+    let cfg = match ybpos_config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ybpos_config::EXIT_CONFIG;
+        }
+    };
+    if cfg.api.http_listen.is_none() {
+        println!("api.http_listen is \"\": the HTTP API is off and needs no token.");
+        return 0;
+    }
+    let path = &cfg.api.token_file;
+    match ybpos_daemon::api::token::load_or_create(path, cfg.api.socket_group.as_deref()) {
+        Ok((_, true)) => {
+            println!("{}: created with a random token", path.display());
+            0
+        }
+        Ok((_, false)) => {
+            println!("{}: OK", path.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("ybposd: {e}");
+            1
+        }
+    }
 }
 
 fn main() {
     let args = Args::parse();
     ybpos_daemon::logging::init();
+    if args.init_token {
+        std::process::exit(init_token(&args.config));
+    }
     if args.check_config {
         match ybpos_config::load(&args.config) {
             Ok(_) => {
