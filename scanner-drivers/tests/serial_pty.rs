@@ -30,6 +30,8 @@ fn scanner(path: PathBuf, framing: Framing, max_frame: usize) -> Scanner {
         max_frame,
         alt_codes: AltCodeMode::Unicode,
         trigger_on_wait: false,
+        beep_on_wait: false,
+        trigger_command: None,
     }
 }
 

@@ -14,7 +14,17 @@
 
 use std::time::{Duration, Instant};
 
-use ybpos_config::Framing;
+
+/// How a serial byte stream is cut into scans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Framing {
+    /// Each scan ends with this byte sequence (CR, LF, CRLF, ETX, Tab …).
+    Suffix(Vec<u8>),
+    /// Each scan is wrapped in STX … ETX (or STX … EOT).
+    StxEtx,
+    /// A scan ends when the line is idle for the configured gap.
+    Idle,
+}
 
 /// Start of text.
 pub const STX: u8 = 0x02;
