@@ -488,7 +488,10 @@ fn scanner(file: &Path, dir: &Path, i: usize, t: &Table, p: &mut Problems) -> Op
     let transport = transport?;
     match transport {
         ScannerTransport::Serial
-            if path.is_none() && usb.is_none() && serial_number.is_none() && port_path.is_none() =>
+            if path.is_none()
+                && usb.is_none()
+                && serial_number.is_none()
+                && port_path.is_none() =>
         {
             p.push(
                 file,
@@ -521,7 +524,10 @@ fn scanner(file: &Path, dir: &Path, i: usize, t: &Table, p: &mut Problems) -> Op
             "only serial scanners take a trigger_command",
         );
     }
-    if trigger_command.as_ref().is_some_and(|c| c.is_empty() || c.len() > 64) {
+    if trigger_command
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > 64)
+    {
         p.push(file, s_key(i, "trigger_command"), "must be 1 to 64 bytes");
     }
     Some(Scanner {

@@ -21,7 +21,9 @@ use crate::scan::{Scan, ScannerEvent, ScannerInfo, ScannerState};
 /// and the fd is closed only when the `AsyncFd` drops, so the concern does
 /// not arise, and the replacement is `unsafe`, which this workspace forbids.
 #[allow(deprecated)]
-pub(crate) fn async_fd<T: std::os::fd::AsRawFd>(t: T) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
+pub(crate) fn async_fd<T: std::os::fd::AsRawFd>(
+    t: T,
+) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
     tokio::io::unix::AsyncFd::new(t)
 }
 
@@ -54,12 +56,14 @@ impl Reporter {
     }
 
     pub(crate) async fn state(&mut self, state: ScannerState, info: ScannerInfo) {
-        let now = Some((state, info));
-        if self.last == now {
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(s, i)| *s == state && *i == info)
+        {
             return;
         }
-        self.last = now.clone();
-        let (state, info) = now.expect("just set");
+        self.last = Some((state.clone(), info.clone()));
         let _ = self
             .tx
             .send(ScannerEvent::State {
@@ -72,7 +76,11 @@ impl Reporter {
 
     /// Absent, keeping what is known of the device.
     pub(crate) async fn absent(&mut self) {
-        let info = self.last.as_ref().map(|(_, i)| i.clone()).unwrap_or_default();
+        let info = self
+            .last
+            .as_ref()
+            .map(|(_, i)| i.clone())
+            .unwrap_or_default();
         self.state(ScannerState::Absent, info).await;
     }
 
@@ -210,7 +218,10 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!((s.text.as_str(), s.symbology.unwrap().as_aim()), ("OK", "]Q1".into()));
+        assert_eq!(
+            (s.text.as_str(), s.symbology.unwrap().as_aim()),
+            ("OK", "]Q1".into())
+        );
         assert!(frame_to_scan("s", FrameEvent::TooLong { len: 9000 }).is_none());
     }
 }

@@ -127,8 +127,7 @@ impl Drivers {
         if !c.configured {
             return Err(ArmError::NotConfigured(scanner.to_string()));
         }
-        c.tx
-            .try_send(Control::Arm)
+        c.tx.try_send(Control::Arm)
             .map_err(|_| ArmError::Busy(scanner.to_string()))
     }
 

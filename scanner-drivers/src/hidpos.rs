@@ -18,7 +18,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use hidapi::HidApi;
@@ -64,12 +64,15 @@ pub(crate) async fn run(
                     .state(ScannerState::Error(e), Default::default())
                     .await;
             }
-            Ok(Some((path, usb))) => match connect(&cfg, &path, &claims) {
+            Ok(Some(found)) => match connect(&cfg, &found, &claims) {
                 Ok(conn) => {
                     reporter
-                        .state(ScannerState::Connected, info(&path, usb.as_ref()))
+                        .state(
+                            ScannerState::Connected,
+                            info(&found.path, found.usb.as_ref()),
+                        )
                         .await;
-                    info!(path = %path.display(), trigger = conn.layout.trigger.is_some(),
+                    info!(path = %found.path.display(), trigger = conn.layout.trigger.is_some(),
                         "HID-POS scanner connected.");
                     match read(&cfg, conn, &reporter, &mut control, &cancel).await {
                         None => {
@@ -77,7 +80,7 @@ pub(crate) async fn run(
                             return;
                         }
                         Some(e) => {
-                            warn!(path = %path.display(), error = %e, "Scanner disconnected.");
+                            warn!(path = %found.path.display(), error = %e, "Scanner disconnected.");
                             reporter.absent().await;
                             continue;
                         }
@@ -89,9 +92,11 @@ pub(crate) async fn run(
                         _ => ScannerState::Error(e.to_string()),
                     };
                     if !reporter.is(&state) {
-                        warn!(path = %path.display(), error = %e, "Cannot open the HID-POS scanner.");
+                        warn!(path = %found.path.display(), error = %e, "Cannot open the HID-POS scanner.");
                     }
-                    reporter.state(state, info(&path, usb.as_ref())).await;
+                    reporter
+                        .state(state, info(&found.path, found.usb.as_ref()))
+                        .await;
                 }
             },
         }
@@ -108,8 +113,17 @@ pub(crate) async fn run(
     }
 }
 
-/// The hidraw node of a HID-POS device this entry may take.
-fn find(cfg: &Scanner, sysfs: &Sysfs, claims: &Claims) -> Result<Option<(PathBuf, Option<UsbId>)>, String> {
+/// A HID-POS device this entry may take, with its report descriptor as
+/// hidapi read it (or why it could not).
+struct Found {
+    path: PathBuf,
+    usb: Option<UsbId>,
+    descriptor: Result<Vec<u8>, String>,
+}
+
+/// Enumerates with hidapi (usage page 0x8C) and picks the device this entry
+/// is bound to; one enumeration per look.
+fn find(cfg: &Scanner, sysfs: &Sysfs, claims: &Claims) -> Result<Option<Found>, String> {
     let api = HidApi::new().map_err(|e| e.to_string())?;
     let want_path = cfg
         .path
@@ -130,7 +144,20 @@ fn find(cfg: &Scanner, sysfs: &Sysfs, claims: &Claims) -> Result<Option<(PathBuf
         if binds_usb(cfg) && !usb.as_ref().is_some_and(|u| usb_matches(cfg, u)) {
             continue;
         }
-        return Ok(Some((path, usb)));
+        let descriptor = d
+            .open_device(&api)
+            .and_then(|dev| {
+                let mut buf = vec![0u8; scanner_codec::hid::descriptor::MAX_DESCRIPTOR];
+                let n = dev.get_report_descriptor(&mut buf)?;
+                buf.truncate(n);
+                Ok(buf)
+            })
+            .map_err(|e| e.to_string());
+        return Ok(Some(Found {
+            path,
+            usb,
+            descriptor,
+        }));
     }
     Ok(None)
 }
@@ -142,27 +169,30 @@ struct Conn {
     _claim: crate::common::Claim,
 }
 
-fn connect(cfg: &Scanner, path: &Path, claims: &Claims) -> std::io::Result<Conn> {
+fn connect(cfg: &Scanner, found: &Found, claims: &Claims) -> std::io::Result<Conn> {
+    let path = &found.path;
     let claim = claims
         .claim(path)
         .ok_or_else(|| std::io::Error::other("held by another [[scanner]] entry"))?;
     let cpath = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| std::io::Error::other("path with a NUL byte"))?;
-    let hid_err = |e: hidapi::HidError| std::io::Error::other(e.to_string());
-    // Open our reading fd first: it gives the precise errno (ENOENT, EACCES).
+    // Our reading fd, opened first: it gives the precise errno (ENOENT, EACCES).
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
         .open(path)?;
-    let api = HidApi::new().map_err(hid_err)?;
-    let dev = api.open_path(&cpath).map_err(hid_err)?;
-    let mut desc = vec![0u8; scanner_codec::hid::descriptor::MAX_DESCRIPTOR];
-    let n = dev.get_report_descriptor(&mut desc).map_err(hid_err)?;
-    drop(dev);
-    let layout = PosLayout::from_descriptor(&desc[..n])
+    let desc = found
+        .descriptor
+        .as_ref()
         .map_err(|e| std::io::Error::other(format!("report descriptor: {e}")))?;
-    debug!(?layout, max_frame = cfg.max_frame, "HID-POS layout from the report descriptor.");
+    let layout = PosLayout::from_descriptor(desc)
+        .map_err(|e| std::io::Error::other(format!("report descriptor: {e}")))?;
+    debug!(
+        ?layout,
+        max_frame = cfg.max_frame,
+        "HID-POS layout from the report descriptor."
+    );
     Ok(Conn {
         fd: crate::common::async_fd(file)?,
         layout,

@@ -81,6 +81,11 @@ impl Hotplug {
         }
     }
 
+    /// Every parsed event, unfiltered (the lab's own timing of replugs).
+    pub fn events(&self) -> broadcast::Receiver<Arc<UEvent>> {
+        self.tx.subscribe()
+    }
+
     /// Sends an event to every subscriber (tests, and the lab's guest).
     pub fn inject(&self, ev: UEvent) {
         let _ = self.tx.send(Arc::new(ev));

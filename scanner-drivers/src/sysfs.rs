@@ -67,8 +67,14 @@ impl Sysfs {
     /// The USB identity of a `/dev/<class-node>` (e.g. `/dev/hidraw0`).
     pub fn usb_of_node(&self, class: &str, node: &Path) -> Option<UsbId> {
         let name = node.file_name()?;
-        let dev = std::fs::canonicalize(self.root.join("class").join(class).join(name).join("device"))
-            .ok()?;
+        let dev = std::fs::canonicalize(
+            self.root
+                .join("class")
+                .join(class)
+                .join(name)
+                .join("device"),
+        )
+        .ok()?;
         self.usb_above(&dev)
     }
 
@@ -187,7 +193,9 @@ pub(crate) mod tests {
         assert_eq!(id.serial.as_deref(), Some("SN1"));
         assert_eq!(id.port_path, "1-2");
         assert_eq!(
-            s.usb_of_node("tty", Path::new("/dev/ttyACM1")).unwrap().port_path,
+            s.usb_of_node("tty", Path::new("/dev/ttyACM1"))
+                .unwrap()
+                .port_path,
             "1-3.1"
         );
         assert_eq!(s.usb_of_node("tty", Path::new("/dev/tty1")), None);

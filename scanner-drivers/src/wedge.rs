@@ -61,10 +61,14 @@ pub(crate) async fn run(
                 if !reporter.is(&ScannerState::Error(e.clone())) {
                     warn!(error = %e, "Cannot take the keyboard-wedge scanner.");
                 }
-                reporter.state(ScannerState::Error(e), Default::default()).await;
+                reporter
+                    .state(ScannerState::Error(e), Default::default())
+                    .await;
             }
             Ok(Some(conn)) => {
-                reporter.state(ScannerState::Connected, conn.info.clone()).await;
+                reporter
+                    .state(ScannerState::Connected, conn.info.clone())
+                    .await;
                 info!(device = %conn.key.display(), interface = conn.iface,
                     kernel_driver_detached = conn.detached, "Keyboard-wedge scanner taken exclusively.");
                 let cancelled = read(&cfg, conn, &reporter, &mut control, &cancel).await;
@@ -115,7 +119,11 @@ fn take(cfg: &Scanner, claims: &Claims) -> Result<Option<Conn>, String> {
         let port_path = format!(
             "{}-{}",
             dev.bus_number(),
-            ports.iter().map(u8::to_string).collect::<Vec<_>>().join(".")
+            ports
+                .iter()
+                .map(u8::to_string)
+                .collect::<Vec<_>>()
+                .join(".")
         );
         if cfg.port_path.as_ref().is_some_and(|p| *p != port_path) {
             continue;
@@ -194,10 +202,9 @@ fn keyboard_interface(dev: &rusb::Device<Context>) -> Option<(u8, u8, usize, boo
             if alt.class_code() != 3 {
                 continue;
             }
-            let Some(ep) = alt
-                .endpoint_descriptors()
-                .find(|e| e.direction() == Direction::In && e.transfer_type() == TransferType::Interrupt)
-            else {
+            let Some(ep) = alt.endpoint_descriptors().find(|e| {
+                e.direction() == Direction::In && e.transfer_type() == TransferType::Interrupt
+            }) else {
                 continue;
             };
             // Prefer the boot keyboard protocol; otherwise the first HID interface.
@@ -287,9 +294,13 @@ async fn read(
             }
             r = rep_rx.recv() => match r {
                 Some(Ok(report)) => {
+                    let now = Instant::now();
                     keys.push(&report, &mut bytes);
+                    // Key reports without text yet (Alt held, releases) are
+                    // still the scanner typing: the frame is not idle.
+                    framer.touch(now);
                     if !bytes.is_empty() {
-                        framer.push(&bytes, Instant::now(), &mut frames);
+                        framer.push(&bytes, now, &mut frames);
                         bytes.clear();
                     }
                 }
@@ -316,7 +327,9 @@ async fn read(
     let (h, iface) = (Arc::clone(&conn.handle), conn.iface);
     let _ = tokio::task::spawn_blocking(move || h.release_interface(iface)).await;
     match tokio::time::timeout(GIVE_BACK, done_rx).await {
-        Ok(_) => info!(device = %conn.key.display(), "Keyboard-wedge scanner given back to the kernel."),
+        Ok(_) => {
+            info!(device = %conn.key.display(), "Keyboard-wedge scanner given back to the kernel.")
+        }
         Err(_) => warn!(device = %conn.key.display(), "The reader did not stop in time."),
     }
     cancelled

@@ -14,7 +14,6 @@
 
 use std::time::{Duration, Instant};
 
-
 /// How a serial byte stream is cut into scans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Framing {
@@ -103,6 +102,14 @@ impl Framer {
             self.push_byte(b, out);
         }
         self.last_byte = Some(now);
+    }
+
+    /// Notes activity at `now` that carried no bytes yet (a keyboard wedge
+    /// composing an Alt code): a pending frame is not idle.
+    pub fn touch(&mut self, now: Instant) {
+        if self.deadline().is_some() {
+            self.last_byte = Some(now);
+        }
     }
 
     fn push_byte(&mut self, b: u8, out: &mut Vec<FrameEvent>) {
@@ -326,6 +333,39 @@ mod tests {
             })
         );
         assert_eq!(f.deadline(), None);
+    }
+
+    #[test]
+    fn touch_keeps_a_pending_frame_from_going_idle() {
+        let mut f = framer(Framing::Suffix(b"\r".to_vec()), 4096);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        f.push(b"YB-42", t0, &mut out);
+        f.touch(t0 + Duration::from_millis(90));
+        assert_eq!(f.poll_idle(t0 + Duration::from_millis(150)), None);
+        f.push("笔\r".as_bytes(), t0 + Duration::from_millis(180), &mut out);
+        assert_eq!(out, vec![frame("YB-42笔".as_bytes())]);
+        // With nothing pending, touch arms nothing.
+        f.touch(t0 + Duration::from_millis(200));
+        assert_eq!(f.deadline(), None);
+    }
+
+    #[test]
+    fn the_same_code_framed_by_crlf_and_by_etx() {
+        // A QR payload with a line break inside: CRLF framing cuts it, ETX
+        // framing keeps it whole (scanners.md §3.2).
+        let payload = b"]Q1LINE1\r\nLINE2";
+        let mut crlf = framer(Framing::Suffix(b"\r\n".to_vec()), 4096);
+        let mut bytes = payload.to_vec();
+        bytes.extend_from_slice(b"\r\n");
+        assert_eq!(
+            frames(&mut crlf, &[&bytes]),
+            vec![frame(b"]Q1LINE1"), frame(b"LINE2")]
+        );
+        let mut etx = framer(Framing::Suffix(vec![ETX]), 4096);
+        let mut bytes = payload.to_vec();
+        bytes.push(ETX);
+        assert_eq!(frames(&mut etx, &[&bytes]), vec![frame(payload)]);
     }
 
     #[test]

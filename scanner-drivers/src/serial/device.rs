@@ -50,7 +50,11 @@ pub(crate) async fn run(
         if flaps < MAX_FLAPS {
             match find(&cfg, &sysfs, &claims) {
                 None => reporter.absent().await,
-                Some((path, usb)) => match claims.claim(&path).ok_or_else(held).and_then(|c| Ok((c, open(&cfg, &path)?))) {
+                Some((path, usb)) => match claims
+                    .claim(&path)
+                    .ok_or_else(held)
+                    .and_then(|c| Ok((c, open(&cfg, &path)?)))
+                {
                     Ok((_claim, port)) => {
                         reporter
                             .state(ScannerState::Connected, info(&path, usb.as_ref()))
@@ -68,7 +72,11 @@ pub(crate) async fn run(
                                 reporter.absent().await;
                             }
                         }
-                        flaps = if opened.elapsed() < FLAP { flaps + 1 } else { 0 };
+                        flaps = if opened.elapsed() < FLAP {
+                            flaps + 1
+                        } else {
+                            0
+                        };
                         continue;
                     }
                     Err(e) => {

@@ -62,7 +62,9 @@ impl Field {
 
     /// The usage of element `i`.
     pub fn usage_of(&self, i: usize) -> Option<u32> {
-        self.usages.get(i.min(self.usages.len().saturating_sub(1))).copied()
+        self.usages
+            .get(i.min(self.usages.len().saturating_sub(1)))
+            .copied()
     }
 
     /// Index of the first element whose usage is `usage`.
@@ -228,11 +230,7 @@ pub fn parse(desc: &[u8]) -> Result<Descriptor, DescriptorError> {
             }
             0xB4 => g = stack.pop().ok_or(DescriptorError::PushPop(at))?,
             // Local items.
-            0x08 => {
-                if usages.len() < MAX_USAGES {
-                    usages.push(extend(u, size, g.usage_page));
-                }
-            }
+            0x08 if usages.len() < MAX_USAGES => usages.push(extend(u, size, g.usage_page)),
             0x18 => usage_min = Some(extend(u, size, g.usage_page)),
             0x28 => {
                 if let Some(min) = usage_min.take() {
@@ -350,7 +348,10 @@ mod tests {
         assert_eq!(parse(&[0x85, 0x00]), Err(DescriptorError::ReportIdZero(0)));
         assert_eq!(parse(&[0xb4]), Err(DescriptorError::PushPop(0)));
         assert_eq!(parse(&[0xa4]), Err(DescriptorError::PushPop(1)));
-        assert_eq!(parse(&[0xfe, 0x10, 0x00]), Err(DescriptorError::Truncated(0)));
+        assert_eq!(
+            parse(&[0xfe, 0x10, 0x00]),
+            Err(DescriptorError::Truncated(0))
+        );
         // 65535 × 65535 bits: refused, nothing allocated.
         assert_eq!(
             parse(&[0x76, 0xff, 0xff, 0x96, 0xff, 0xff, 0x81, 0x02]),
@@ -361,8 +362,10 @@ mod tests {
             Err(DescriptorError::TooLong(5000))
         ));
         // A huge usage range is clipped.
-        let d = parse(&[0x05, 0x07, 0x19, 0x00, 0x2a, 0xff, 0xff, 0x75, 0x08, 0x95, 0x01, 0x81, 0x00])
-            .unwrap();
+        let d = parse(&[
+            0x05, 0x07, 0x19, 0x00, 0x2a, 0xff, 0xff, 0x75, 0x08, 0x95, 0x01, 0x81, 0x00,
+        ])
+        .unwrap();
         assert_eq!(d.fields[0].usages.len(), 256);
     }
 

@@ -139,7 +139,8 @@ impl KeyboardDecoder {
                 } else {
                     return None;
                 };
-                let s = encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(&bytes)?;
+                let s =
+                    encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(&bytes)?;
                 let mut it = s.chars();
                 match (it.next(), it.next()) {
                     (Some(c), None) => Some(c),
@@ -271,7 +272,11 @@ mod tests {
         // held together (0, 8, 3 → "083" = 'S'), then the release.
         let out = decode(
             AltMode::Unicode,
-            &[[0x04, 0, 0x62, 0x60, 0x5b, 0, 0, 0], [0x04, 0, 0, 0, 0, 0, 0, 0], RELEASE],
+            &[
+                [0x04, 0, 0x62, 0x60, 0x5b, 0, 0, 0],
+                [0x04, 0, 0, 0, 0, 0, 0, 0],
+                RELEASE,
+            ],
         );
         assert_eq!(out, b"S");
     }
@@ -305,7 +310,13 @@ mod tests {
 
     #[test]
     fn repeated_key_needs_a_release_and_held_keys_do_not_repeat() {
-        let reports = [press(0, 0x1E), press(0, 0x1E), RELEASE, press(0, 0x1E), RELEASE];
+        let reports = [
+            press(0, 0x1E),
+            press(0, 0x1E),
+            RELEASE,
+            press(0, 0x1E),
+            RELEASE,
+        ];
         assert_eq!(decode(AltMode::Unicode, &reports), b"11");
         // Two keys in one report, in report order.
         let both = [[0, 0, 0x05, 0x04, 0, 0, 0, 0], RELEASE];

@@ -52,7 +52,9 @@ pub struct Bit {
 
 impl Bit {
     fn get(self, report: &[u8]) -> bool {
-        report.get(self.byte).is_some_and(|b| b >> self.bit & 1 == 1)
+        report
+            .get(self.byte)
+            .is_some_and(|b| b >> self.bit & 1 == 1)
     }
 }
 
@@ -106,7 +108,7 @@ pub enum LayoutError {
 }
 
 fn byte_field(f: &Field, elem: usize, id_byte: bool, usage: u32) -> Result<usize, LayoutError> {
-    if f.bit_size != 8 || f.bit_offset % 8 != 0 {
+    if f.bit_size != 8 || !f.bit_offset.is_multiple_of(8) {
         return Err(LayoutError::Unaligned { usage });
     }
     Ok(usize::from(id_byte) + f.bit_offset / 8 + elem)
@@ -133,7 +135,7 @@ impl PosLayout {
             .find(ReportKind::Input, DECODED_DATA)
             .ok_or(LayoutError::NoDecodedData)?;
         let id = df.report_id;
-        if df.bit_offset % 8 != 0 || df.bit_size % 8 != 0 {
+        if !df.bit_offset.is_multiple_of(8) || !df.bit_size.is_multiple_of(8) {
             return Err(LayoutError::Unaligned {
                 usage: DECODED_DATA,
             });
@@ -198,7 +200,10 @@ fn trigger_layout(d: &Descriptor) -> Option<TriggerLayout> {
         d.fields
             .iter()
             .filter(|f| f.kind == ReportKind::Output && !f.is_constant() && f.bit_size == 1)
-            .find_map(|f| f.element_with(u).map(|e| (f.report_id, bit_of(f, e, d.uses_report_ids))))
+            .find_map(|f| {
+                f.element_with(u)
+                    .map(|e| (f.report_id, bit_of(f, e, d.uses_report_ids)))
+            })
     };
     let initiate = one_bit(INITIATE_READ);
     let beep = one_bit(GOOD_READ_BEEP);
@@ -370,7 +375,8 @@ mod tests {
             0x95, 0x38, 0x09, 0xfe, 0x82, 0x02, 0x01, // 56 data bytes
             0x06, 0x66, 0xff, 0x95, 0x01, 0x09, 0x04, 0x81, 0x02, // HHP Code ID
             0x95, 0x01, 0x81, 0x03, // reserved
-            0x05, 0x8c, 0x25, 0x01, 0x75, 0x01, 0x95, 0x08, 0x09, 0xff, 0x81, 0x02, // continued
+            0x05, 0x8c, 0x25, 0x01, 0x75, 0x01, 0x95, 0x08, 0x09, 0xff, 0x81,
+            0x02, // continued
             0xc0, // end Scanned Data Report
             0x09, 0x14, 0xa1, 0x02, 0x85, 0x04, // Trigger Report, ID 4
             0x75, 0x01, 0x95, 0x08, 0x25, 0x01, // 8 one-bit fields
@@ -528,8 +534,7 @@ mod tests {
         // Decoded Data that starts mid-byte.
         assert!(matches!(
             PosLayout::from_descriptor(&[
-                0x05, 0x8c, 0x75, 0x01, 0x95, 0x01, 0x81, 0x03, 0x75, 0x08, 0x09, 0xfe, 0x81,
-                0x02
+                0x05, 0x8c, 0x75, 0x01, 0x95, 0x01, 0x81, 0x03, 0x75, 0x08, 0x09, 0xfe, 0x81, 0x02
             ]),
             Err(LayoutError::Unaligned { .. })
         ));
