@@ -85,6 +85,7 @@ impl Daemon {
             identity,
             events,
             demo: extras.demo,
+            drivers: drivers.clone(),
         });
 
         let listener = unix::bind(&cfg.api)?;

@@ -37,6 +37,10 @@ DEB=$(ls -1 "$CACHE"/linux-image-*-amd64_*.deb 2>/dev/null | sort -V | tail -1 |
 if [ -z "$DEB" ]; then
     PKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     [ -n "$PKG" ] || PKG=$(apt-cache search --names-only '^linux-image-[0-9.]+-[0-9]+-amd64$' 2>/dev/null | awk '{print $1}' | sort -V | tail -1)
+    if [ -z "$PKG" ] && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq >/dev/null 2>&1 || true
+        PKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    fi
     [ -n "$PKG" ] || skip "no Debian linux-image package known to apt (run apt-get update)"
     echo "usb-lab: downloading $PKG"
     (cd "$CACHE" && apt-get download "$PKG" >/dev/null 2>&1) || skip "apt-get download $PKG failed"

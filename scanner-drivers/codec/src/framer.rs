@@ -195,6 +195,13 @@ impl Framer {
         }
         let len = self.buf.len() - suffix_len;
         self.buf.truncate(len);
+        if len > self.cfg.max_frame {
+            // Flushed by the idle gap while holding max_frame + a partial
+            // suffix (found by fuzzing): still over the limit, so dropped.
+            self.buf.clear();
+            out.push(FrameEvent::TooLong { len });
+            return;
+        }
         let start = self
             .buf
             .iter()
@@ -381,6 +388,22 @@ mod tests {
                 end: End::Idle
             })
         );
+    }
+
+    #[test]
+    fn idle_flush_never_yields_more_than_max_frame() {
+        // Fuzz finding: 17 bytes under CRLF framing with max 16 sat below
+        // the discard threshold (max + suffix) and were flushed whole.
+        let mut f = framer(Framing::Suffix(b"\r\n".to_vec()), 16);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        f.push(&[b'x'; 17], t0, &mut out);
+        assert_eq!(
+            f.poll_idle(t0 + Duration::from_secs(1)),
+            Some(FrameEvent::TooLong { len: 17 })
+        );
+        f.push(b"OK\r\n", t0 + Duration::from_secs(2), &mut out);
+        assert_eq!(out, vec![frame(b"OK")]);
     }
 
     #[test]

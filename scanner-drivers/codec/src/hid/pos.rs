@@ -340,7 +340,10 @@ impl PosAssembler {
             (None, Some(s)) => (Some(s), rest.to_vec()),
             (None, None) => (None, data),
         };
-        out.push(PosEvent::Scan { data, symbology });
+        // An identifier with no data (fuzz finding) is not a scan.
+        if !data.is_empty() {
+            out.push(PosEvent::Scan { data, symbology });
+        }
     }
 }
 
@@ -516,6 +519,26 @@ mod tests {
         a.push(&g2, t0 + Duration::from_secs(2), &mut out);
         assert_eq!(out[0], PosEvent::Stale { len: 56 });
         assert!(matches!(&out[1], PosEvent::Scan { data, .. } if data == &[b'2'; 60]));
+    }
+
+    #[test]
+    fn an_aim_prefix_alone_is_not_a_scan() {
+        // Fuzz finding: no symbology bytes, data `]Q1` only.
+        let desc = [
+            0x05, 0x8c, 0x75, 0x08, 0x95, 0x08, 0x09, 0xfe, 0x82, 0x02, 0x01,
+        ];
+        let l = PosLayout::from_descriptor(&desc).unwrap();
+        assert!(assemble(l.clone(), 4096, &[b"]Q1\0\0\0\0\0"]).is_empty());
+        assert_eq!(
+            assemble(l, 4096, &[b"]Q1A\0\0\0\0"]),
+            vec![PosEvent::Scan {
+                data: b"A".to_vec(),
+                symbology: Some(Symbology {
+                    code: b'Q',
+                    modifier: b'1'
+                })
+            }]
+        );
     }
 
     #[test]
