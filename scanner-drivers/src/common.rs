@@ -74,6 +74,12 @@ impl Reporter {
             .await;
     }
 
+    /// When to look again without an event: only while in the error state.
+    pub(crate) fn retry(&self) -> Option<std::time::Duration> {
+        matches!(self.last, Some((ScannerState::Error(_), _)))
+            .then_some(crate::hotplug::ERROR_RETRY)
+    }
+
     /// Absent, keeping what is known of the device.
     pub(crate) async fn absent(&mut self) {
         let info = self

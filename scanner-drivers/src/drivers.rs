@@ -98,8 +98,17 @@ impl Drivers {
                     tracker.spawn(crate::serial::device::run(c, t, r, h, k, x).instrument(span));
                 }
                 ScannerTransport::HidPos => {
+                    let reserved = scanners
+                        .iter()
+                        .filter(|o| {
+                            o.transport == ScannerTransport::HidPos
+                                && o.id != cfg.id
+                                && o.is_bound()
+                        })
+                        .cloned()
+                        .collect();
                     let (c, t, r, h, k, x) = args;
-                    tracker.spawn(crate::hidpos::run(c, t, r, h, k, x).instrument(span));
+                    tracker.spawn(crate::hidpos::run(reserved, c, t, r, h, k, x).instrument(span));
                 }
                 ScannerTransport::HidKeyboard => {
                     let (c, t, r, h, k, x) = args;

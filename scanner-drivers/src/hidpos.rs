@@ -38,7 +38,11 @@ use crate::sysfs::{Sysfs, UsbId, binds_usb, usb_matches};
 pub const USAGE_PAGE_POS: u16 = 0x8C;
 
 /// Runs one HID-POS scanner until `cancel` fires.
+///
+/// `reserved`: the other HID-POS entries that are bound to a device; an
+/// unbound entry (any HID-POS device) leaves their devices to them.
 pub(crate) async fn run(
+    reserved: Vec<Scanner>,
     cfg: Scanner,
     tx: mpsc::Sender<ScannerEvent>,
     mut control: mpsc::Receiver<Control>,
@@ -51,8 +55,8 @@ pub(crate) async fn run(
     loop {
         watch.drain();
         let found = {
-            let (cfg, claims) = (cfg.clone(), claims.clone());
-            tokio::task::spawn_blocking(move || find(&cfg, &Sysfs::default(), &claims))
+            let (cfg, claims, reserved) = (cfg.clone(), claims.clone(), reserved.clone());
+            tokio::task::spawn_blocking(move || find(&cfg, &reserved, &Sysfs::default(), &claims))
                 .await
                 .unwrap_or_else(|e| Err(format!("device search failed: {e}")))
         };
@@ -101,7 +105,7 @@ pub(crate) async fn run(
             },
         }
         let woke = tokio::select! {
-            w = watch.wait(&["hidraw"], None, &cancel) => w,
+            w = watch.wait(&["hidraw"], None, reporter.retry(), &cancel) => w,
             Some(_) = control.recv() => {
                 debug!("Arm request while the scanner is not connected: ignored.");
                 Wake::Changed
@@ -123,7 +127,12 @@ struct Found {
 
 /// Enumerates with hidapi (usage page 0x8C) and picks the device this entry
 /// is bound to; one enumeration per look.
-fn find(cfg: &Scanner, sysfs: &Sysfs, claims: &Claims) -> Result<Option<Found>, String> {
+fn find(
+    cfg: &Scanner,
+    reserved: &[Scanner],
+    sysfs: &Sysfs,
+    claims: &Claims,
+) -> Result<Option<Found>, String> {
     let api = HidApi::new().map_err(|e| e.to_string())?;
     let want_path = cfg
         .path
@@ -144,6 +153,9 @@ fn find(cfg: &Scanner, sysfs: &Sysfs, claims: &Claims) -> Result<Option<Found>, 
         if binds_usb(cfg) && !usb.as_ref().is_some_and(|u| usb_matches(cfg, u)) {
             continue;
         }
+        if !cfg.is_bound() && reserved.iter().any(|r| binds(r, &path, usb.as_ref())) {
+            continue;
+        }
         let descriptor = d
             .open_device(&api)
             .and_then(|dev| {
@@ -160,6 +172,14 @@ fn find(cfg: &Scanner, sysfs: &Sysfs, claims: &Claims) -> Result<Option<Found>, 
         }));
     }
     Ok(None)
+}
+
+/// Is the device at `path` the one entry `r` is bound to?
+fn binds(r: &Scanner, path: &std::path::Path, usb: Option<&UsbId>) -> bool {
+    match &r.path {
+        Some(p) => std::fs::canonicalize(p).is_ok_and(|p| p == path),
+        None => binds_usb(r) && usb.is_some_and(|u| usb_matches(r, u)),
+    }
 }
 
 struct Conn {

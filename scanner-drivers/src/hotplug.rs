@@ -33,6 +33,9 @@ use tracing::{debug, warn};
 
 /// Rescan interval when kernel uevents are unavailable (degraded mode only).
 pub const DEGRADED_RESCAN: Duration = Duration::from_secs(2);
+/// Retry interval for a device that is present but failed to open (busy,
+/// no permission yet): an error, not an idle scanner, so a timer is fine.
+pub const ERROR_RETRY: Duration = Duration::from_secs(5);
 
 /// Netlink multicast groups: kernel uevents and udevd's re-broadcast.
 const GROUP_KERNEL: u32 = 1;
@@ -113,11 +116,13 @@ pub enum Wake {
 
 impl Watch {
     /// Waits for a relevant event on one of `subsystems`, a change in the
-    /// watched folder, or cancellation.
+    /// watched folder, cancellation, or — only when `retry` is given, i.e.
+    /// the device is present but failed (busy, no permission) — that delay.
     pub async fn wait(
         &mut self,
         subsystems: &[&str],
         folder: Option<&mut FolderWatch>,
+        retry: Option<Duration>,
         cancel: &CancellationToken,
     ) -> Wake {
         let folder_changed = async {
@@ -126,11 +131,15 @@ impl Watch {
                 None => std::future::pending().await,
             }
         };
+        let timer = match (self.live, retry) {
+            (true, None) => None,
+            (true, Some(r)) => Some(r),
+            (false, r) => Some(r.map_or(DEGRADED_RESCAN, |r| r.min(DEGRADED_RESCAN))),
+        };
         let degraded = async {
-            if self.live {
-                std::future::pending::<()>().await
-            } else {
-                tokio::time::sleep(DEGRADED_RESCAN).await
+            match timer {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending::<()>().await,
             }
         };
         tokio::pin!(folder_changed, degraded);
@@ -363,11 +372,38 @@ mod tests {
         hp.inject(ev("remove", "hidraw"));
         hp.inject(ev("add", "hidraw"));
         assert_eq!(
-            w.wait(&["hidraw"], None, &cancel).await,
+            w.wait(&["hidraw"], None, None, &cancel).await,
             Wake::Removed("/devices/x/hidraw/hidraw0".into())
         );
-        assert_eq!(w.wait(&["hidraw"], None, &cancel).await, Wake::Changed);
+        assert_eq!(
+            w.wait(&["hidraw"], None, None, &cancel).await,
+            Wake::Changed
+        );
         cancel.cancel();
-        assert_eq!(w.wait(&["hidraw"], None, &cancel).await, Wake::Cancelled);
+        assert_eq!(
+            w.wait(&["hidraw"], None, None, &cancel).await,
+            Wake::Cancelled
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_an_error_state_has_a_timer() {
+        let hp = Hotplug::manual();
+        let mut w = hp.subscribe();
+        let cancel = CancellationToken::new();
+        // Idle/absent: no timer at all (an hour of virtual time passes).
+        let idle = tokio::time::timeout(
+            Duration::from_secs(3600),
+            w.wait(&["tty"], None, None, &cancel),
+        )
+        .await;
+        assert!(idle.is_err(), "woke without an event: {idle:?}");
+        // Error state: looks again after ERROR_RETRY.
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(
+            w.wait(&["tty"], None, Some(ERROR_RETRY), &cancel).await,
+            Wake::Changed
+        );
+        assert_eq!(t0.elapsed(), ERROR_RETRY);
     }
 }

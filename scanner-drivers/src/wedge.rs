@@ -80,7 +80,7 @@ pub(crate) async fn run(
             }
         }
         let woke = tokio::select! {
-            w = watch.wait(&["usb"], None, &cancel) => w,
+            w = watch.wait(&["usb"], None, reporter.retry(), &cancel) => w,
             Some(_) = control.recv() => Wake::Changed,
         };
         if woke == Wake::Cancelled {
@@ -106,6 +106,7 @@ struct Conn {
 fn take(cfg: &Scanner, claims: &Claims) -> Result<Option<Conn>, String> {
     let ctx = Context::new().map_err(|e| format!("libusb: {e}"))?;
     let devices = ctx.devices().map_err(|e| format!("libusb: {e}"))?;
+    let mut failed = None;
     for dev in devices.iter() {
         let Ok(desc) = dev.device_descriptor() else {
             continue;
@@ -138,7 +139,12 @@ fn take(cfg: &Scanner, claims: &Claims) -> Result<Option<Conn>, String> {
         }
         let handle = match dev.open() {
             Ok(h) => h,
-            Err(e) => return Err(format!("cannot open {}: {e}", key.display())),
+            Err(e) => {
+                // Maybe not ours (bound by serial number): look on, report
+                // the failure only if nothing else matches.
+                failed = Some(format!("cannot open {}: {e}", key.display()));
+                continue;
+            }
         };
         if let Some(want) = &cfg.serial_number {
             let sn = handle.read_serial_number_string_ascii(&desc).ok();
@@ -190,7 +196,7 @@ fn take(cfg: &Scanner, claims: &Claims) -> Result<Option<Conn>, String> {
             _claim: claim,
         }));
     }
-    Ok(None)
+    failed.map_or(Ok(None), Err)
 }
 
 /// The keyboard interface: (number, interrupt IN endpoint, packet size, boot subclass).

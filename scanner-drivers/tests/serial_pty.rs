@@ -35,6 +35,10 @@ fn scanner(path: PathBuf, framing: Framing, max_frame: usize) -> Scanner {
     }
 }
 
+/// pty numbers are reused as soon as a pty closes, so a driver re-opening
+/// `/dev/pts/N` could open another test's pty: the tests here run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A pty pair whose slave side is closed again, so the driver opens it by path.
 fn pty() -> (TTYPort, PathBuf) {
     let (master, slave) = TTYPort::pair().expect("pty pair");
@@ -70,6 +74,7 @@ async fn until_state(rx: &mut mpsc::Receiver<ScannerEvent>, want: &str) {
 
 #[tokio::test]
 async fn cr_frames_with_aim_prefix_become_scans() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (mut master, path) = pty();
     let (tx, mut rx) = mpsc::channel(16);
     let cancel = CancellationToken::new();
@@ -94,6 +99,7 @@ async fn cr_frames_with_aim_prefix_become_scans() {
 
 #[tokio::test]
 async fn idle_flush_and_over_long_frames() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (mut master, path) = pty();
     let (tx, mut rx) = mpsc::channel(16);
     let d = Drivers::start(
@@ -113,6 +119,7 @@ async fn idle_flush_and_over_long_frames() {
 
 #[tokio::test]
 async fn close_and_reopen_is_unplug_and_replug() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (mut master, path) = pty();
     let (tx, mut rx) = mpsc::channel(16);
     let cfg = scanner(path.clone(), Framing::Suffix(b"\r\n".to_vec()), 4096);
@@ -161,6 +168,7 @@ async fn close_and_reopen_is_unplug_and_replug() {
 
 #[tokio::test]
 async fn several_scanners_at_once_each_scan_names_its_scanner() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (mut m1, p1) = pty();
     let (mut m2, p2) = pty();
     let mut a = scanner(p1, Framing::Suffix(b"\r".to_vec()), 4096);
@@ -192,6 +200,7 @@ async fn several_scanners_at_once_each_scan_names_its_scanner() {
 
 #[tokio::test]
 async fn arm_sends_the_trigger_command_when_configured() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (mut master, path) = pty();
     let mut cfg = scanner(path, Framing::Suffix(b"\r".to_vec()), 4096);
     cfg.trigger_on_wait = true;

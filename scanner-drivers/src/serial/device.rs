@@ -26,10 +26,10 @@ use crate::hotplug::{FolderWatch, Hotplug, Wake};
 use crate::scan::{ScannerEvent, ScannerState};
 use crate::sysfs::{Sysfs, UsbId, binds_usb, usb_matches};
 
-/// A connection that fails this soon after opening counts as a flap.
-const FLAP: Duration = Duration::from_secs(1);
-/// After this many flaps in a row, wait for a device event before re-opening.
-const MAX_FLAPS: u32 = 3;
+/// After a disconnect the port is looked at once more after this delay even
+/// without an event (a port whose node stays, e.g. a motherboard COM port
+/// that hung up); from then on only events wake the back end.
+const AFTER_DISCONNECT: Duration = Duration::from_secs(1);
 
 /// Runs one serial scanner until `cancel` fires.
 pub(crate) async fn run(
@@ -44,10 +44,13 @@ pub(crate) async fn run(
     let mut watch = hotplug.subscribe();
     let mut folder = cfg.path.as_deref().map(FolderWatch::new);
     let sysfs = Sysfs::default();
-    let mut flaps = 0;
+    let mut look = true;
     loop {
         watch.drain();
-        if flaps < MAX_FLAPS {
+        // Right after a disconnect the old node may linger (or its name be
+        // taken by another device): wait for an event before opening again.
+        let mut retry = reporter.retry();
+        if look {
             match find(&cfg, &sysfs, &claims) {
                 None => reporter.absent().await,
                 Some((path, usb)) => match claims
@@ -60,9 +63,7 @@ pub(crate) async fn run(
                             .state(ScannerState::Connected, info(&path, usb.as_ref()))
                             .await;
                         info!(path = %path.display(), "Scanner connected.");
-                        let opened = Instant::now();
-                        let end = read_port(&cfg, port, &reporter, &mut control, &cancel).await;
-                        match end {
+                        match read_port(&cfg, port, &reporter, &mut control, &cancel).await {
                             ReadEnd::Cancelled => {
                                 reporter.absent().await;
                                 return;
@@ -72,11 +73,7 @@ pub(crate) async fn run(
                                 reporter.absent().await;
                             }
                         }
-                        flaps = if opened.elapsed() < FLAP {
-                            flaps + 1
-                        } else {
-                            0
-                        };
+                        look = false;
                         continue;
                     }
                     Err(e) => {
@@ -88,14 +85,17 @@ pub(crate) async fn run(
                             debug!(path = %path.display(), error = %e, "Cannot open the scanner port.");
                         }
                         reporter.state(state, info(&path, usb.as_ref())).await;
+                        retry = reporter.retry();
                     }
                 },
             }
+        } else {
+            retry = Some(AFTER_DISCONNECT);
         }
         // Wait for the device to (re)appear: a tty uevent or a change in the
         // configured path's folder. Arm requests meanwhile are ignored.
         let woke = tokio::select! {
-            w = watch.wait(&["tty"], folder.as_mut(), &cancel) => w,
+            w = watch.wait(&["tty"], folder.as_mut(), retry, &cancel) => w,
             Some(_) = control.recv() => {
                 debug!("Arm request while the scanner is not connected: ignored.");
                 Wake::Changed
@@ -104,7 +104,7 @@ pub(crate) async fn run(
         if woke == Wake::Cancelled {
             return;
         }
-        flaps = 0;
+        look = true;
     }
 }
 
