@@ -25,7 +25,6 @@ mod common;
 mod hidpos;
 mod wedge;
 
-pub use common::Control;
 pub use drivers::{ArmError, Drivers};
 pub use scan::{Scan, ScannerEvent, ScannerInfo, ScannerState};
 pub use scanner_codec::{aim, text};
