@@ -230,7 +230,9 @@ pub struct Scanner {
     pub usb: Option<UsbMatch>,
     /// USB serial number to bind to one device among identical ones.
     pub serial_number: Option<String>,
-    /// USB port path (e.g. `1-2.3`) to bind to a socket on the PC.
+    /// USB port path (e.g. `1-2.3`: bus 1, root port 2, hub port 3; the
+    /// name of the device under `/sys/bus/usb/devices`) to bind to a socket
+    /// on the PC.
     pub port_path: Option<String>,
     /// Serial line settings (serial transport).
     pub line: SerialLine,
@@ -242,8 +244,26 @@ pub struct Scanner {
     pub max_frame: usize,
     /// Alt+numpad decoding for keyboard wedges.
     pub alt_codes: AltCodeMode,
-    /// Trigger the scanner when a `scan.wait` arms it (where supported).
+    /// Trigger the scanner when a `scan.wait` arms it (where supported:
+    /// HID-POS output report, or `trigger_command` on a serial scanner).
     pub trigger_on_wait: bool,
+    /// Sound the good-read beep when a `scan.wait` arms it (HID-POS, where
+    /// the descriptor offers the bit).
+    pub beep_on_wait: bool,
+    /// Bytes sent to a serial scanner to trigger a read (Honeywell
+    /// `SYN T CR` = `"\u0016T\r"`); used with `trigger_on_wait`.
+    pub trigger_command: Option<Vec<u8>>,
+}
+
+impl Scanner {
+    /// True when the entry names a device (path, USB ids, serial number or
+    /// port); false when it takes any device of its transport.
+    pub fn is_bound(&self) -> bool {
+        self.path.is_some()
+            || self.usb.is_some()
+            || self.serial_number.is_some()
+            || self.port_path.is_some()
+    }
 }
 
 /// The local API (local-api.md).

@@ -51,6 +51,7 @@ pub(crate) fn config(file: &Path, root: &Table, p: &mut Problems) -> Option<Conf
     let terminal = terminal(file, terminal_t, p);
     let gateway = gateway(file, &dir, gateway_t, terminal.as_ref(), p);
     let mut scanners = Vec::new();
+    let mut unbound_pos = 0;
     for (i, t) in scanners_v.iter().enumerate() {
         if let Some(s) = scanner(file, &dir, i, t, p) {
             if scanners.iter().any(|o: &Scanner| o.id == s.id) {
@@ -59,6 +60,17 @@ pub(crate) fn config(file: &Path, root: &Table, p: &mut Problems) -> Option<Conf
                     format!("scanner[{i}].id"),
                     format!("duplicate scanner id {:?}", s.id),
                 );
+            }
+            if s.transport == ScannerTransport::HidPos && !s.is_bound() {
+                unbound_pos += 1;
+                if unbound_pos > 1 {
+                    p.push(
+                        file,
+                        format!("scanner[{i}].usb"),
+                        "more than one hid-pos scanner takes any device: bind each with \
+                         usb, serial_number or port_path",
+                    );
+                }
             }
             scanners.push(s);
         }
@@ -423,7 +435,7 @@ fn scanner(file: &Path, dir: &Path, i: usize, t: &Table, p: &mut Problems) -> Op
             Parity::None
         }
     };
-    let suffix = s.str_or(p, "suffix", "\r");
+    let suffix = named_suffix(s.str_or(p, "suffix", "\r"));
     let framing = match s.str_or(p, "framing", "suffix").as_str() {
         "suffix" => {
             if suffix.is_empty() {
@@ -461,20 +473,62 @@ fn scanner(file: &Path, dir: &Path, i: usize, t: &Table, p: &mut Problems) -> Op
         }
     };
     let trigger_on_wait = s.bool_or(p, "trigger_on_wait", false);
+    let beep_on_wait = s.bool_or(p, "beep_on_wait", false);
+    let trigger_command = s.opt_str(p, "trigger_command").map(String::into_bytes);
+    if let Some(pp) = &port_path
+        && !valid_port_path(pp)
+    {
+        p.push(
+            file,
+            s.key("port_path"),
+            format!("must be a USB port path like \"1-2\" or \"1-2.3\", got {pp:?}"),
+        );
+    }
     s.finish(p);
     let transport = transport?;
     match transport {
-        ScannerTransport::Serial if path.is_none() && usb.is_none() => {
-            p.push(file, s_key(i, "path"), "a serial scanner needs path or usb");
+        ScannerTransport::Serial
+            if path.is_none()
+                && usb.is_none()
+                && serial_number.is_none()
+                && port_path.is_none() =>
+        {
+            p.push(
+                file,
+                s_key(i, "path"),
+                "a serial scanner needs path, or usb / serial_number / port_path",
+            );
         }
-        ScannerTransport::HidKeyboard if usb.is_none() && path.is_none() => {
+        ScannerTransport::HidKeyboard if usb.is_none() => {
             p.push(
                 file,
                 s_key(i, "usb"),
-                "a keyboard-wedge scanner needs usb = \"vid:pid\"",
+                "a keyboard-wedge scanner needs usb = \"vid:pid\" (plus serial_number or \
+                 port_path to tell identical ones apart)",
             );
         }
         _ => {}
+    }
+    if transport == ScannerTransport::HidKeyboard && path.is_some() {
+        p.push(
+            file,
+            s_key(i, "path"),
+            "a keyboard-wedge scanner is read through libusb: bind it with usb, \
+             serial_number or port_path, not path",
+        );
+    }
+    if transport != ScannerTransport::Serial && trigger_command.is_some() {
+        p.push(
+            file,
+            s_key(i, "trigger_command"),
+            "only serial scanners take a trigger_command",
+        );
+    }
+    if trigger_command
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > 64)
+    {
+        p.push(file, s_key(i, "trigger_command"), "must be 1 to 64 bytes");
     }
     Some(Scanner {
         id: id?,
@@ -494,7 +548,31 @@ fn scanner(file: &Path, dir: &Path, i: usize, t: &Table, p: &mut Problems) -> Op
         max_frame,
         alt_codes,
         trigger_on_wait,
+        beep_on_wait,
+        trigger_command,
     })
+}
+
+/// Suffix names for configs that cannot spell control characters.
+fn named_suffix(v: String) -> String {
+    match v.as_str() {
+        "CR" => "\r".into(),
+        "LF" => "\n".into(),
+        "CRLF" => "\r\n".into(),
+        "TAB" => "\t".into(),
+        "ETX" => "\u{3}".into(),
+        "EOT" => "\u{4}".into(),
+        _ => v,
+    }
+}
+
+/// `bus-port[.port…]`, as the kernel names USB devices in sysfs.
+fn valid_port_path(v: &str) -> bool {
+    let Some((bus, ports)) = v.split_once('-') else {
+        return false;
+    };
+    let num = |s: &str| !s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit());
+    num(bus) && ports.split('.').all(num)
 }
 
 fn s_key(i: usize, k: &str) -> String {

@@ -209,3 +209,91 @@ fn empty_http_listen_disables_http() {
     assert!(c.api.http_listen.is_none());
     assert_eq!(c.api.socket, Path::new("/etc/ybpos/run/api.sock"));
 }
+
+#[test]
+fn scanner_binding_and_control_keys() {
+    let text = format!(
+        r#"{MINIMAL}
+[[scanner]]
+id = "acm"
+transport = "serial"
+usb = "0c2e:0b6a"
+serial_number = "17017B1234"
+suffix = "CRLF"
+trigger_on_wait = true
+trigger_command = "\u0016T\r"
+max_frame = 8192
+
+[[scanner]]
+id = "pos"
+transport = "hid-pos"
+port_path = "1-2.3"
+trigger_on_wait = true
+beep_on_wait = true
+
+[[scanner]]
+id = "any-pos"
+transport = "hid-pos"
+
+[[scanner]]
+id = "etx"
+transport = "serial"
+path = "/dev/ttyS0"
+suffix = "ETX"
+"#
+    );
+    let c = parse(&text).unwrap();
+    let acm = &c.scanners[0];
+    assert_eq!(acm.framing, Framing::Suffix(b"\r\n".to_vec()));
+    assert_eq!(acm.trigger_command.as_deref(), Some(&b"\x16T\r"[..]));
+    assert_eq!(acm.serial_number.as_deref(), Some("17017B1234"));
+    assert_eq!(acm.max_frame, 8192);
+    assert!(acm.is_bound());
+    let pos = &c.scanners[1];
+    assert_eq!(pos.port_path.as_deref(), Some("1-2.3"));
+    assert!(pos.trigger_on_wait && pos.beep_on_wait);
+    assert!(!c.scanners[2].is_bound());
+    assert_eq!(c.scanners[3].framing, Framing::Suffix(vec![0x03]));
+}
+
+#[test]
+fn bad_scanner_bindings_are_named() {
+    let text = format!(
+        r#"{MINIMAL}
+[[scanner]]
+id = "wedge"
+transport = "hid-keyboard"
+path = "/dev/input/event3"
+port_path = "usb1"
+
+[[scanner]]
+id = "pos1"
+transport = "hid-pos"
+trigger_command = "T"
+
+[[scanner]]
+id = "pos2"
+transport = "hid-pos"
+
+[[scanner]]
+id = "serial"
+transport = "serial"
+max_frame = 4
+trigger_command = ""
+"#
+    );
+    let e = parse(&text).unwrap_err();
+    let k = keys(&e);
+    for want in [
+        "scanner[0].usb",
+        "scanner[0].path",
+        "scanner[0].port_path",
+        "scanner[1].trigger_command",
+        "scanner[2].usb",
+        "scanner[3].path",
+        "scanner[3].max_frame",
+        "scanner[3].trigger_command",
+    ] {
+        assert!(k.contains(&want), "missing {want} in {k:?}");
+    }
+}

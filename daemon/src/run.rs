@@ -108,6 +108,7 @@ impl Daemon {
             events,
             engine,
             demo: extras.demo,
+            drivers: drivers.clone(),
         });
 
         // HTTP first: it can fail (token file, port in use) with nothing to undo.

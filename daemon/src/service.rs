@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use scanner_drivers::Drivers;
 use serde_json::{Value, json};
 use settlement_client::{Gateway, LinkState};
 use tokio::sync::broadcast::error::RecvError;
-use tracing::{Instrument, info};
+use tracing::{Instrument, debug, info};
 use ybpos_config::Config;
 
 use crate::api::conn::Conn;
@@ -45,6 +46,8 @@ pub struct Service {
     pub engine: Arc<Engine>,
     /// Demo mode's virtual scanner.
     pub demo: Option<Arc<dyn DemoScanner>>,
+    /// The scanner back ends (to arm a scanner for a wait).
+    pub drivers: Drivers,
 }
 
 impl Service {
@@ -201,6 +204,9 @@ impl Service {
     ) -> Result<Value, ApiError> {
         let mut waiter = self.hub.wait(scanner)?;
         info!(scanner = waiter.scanner(), "Waiting for a scan.");
+        if let Err(e) = self.drivers.arm(waiter.scanner()) {
+            debug!(reason = %e, "Scanner not triggered.");
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         let code = loop {
             let got = tokio::select! {

@@ -2,20 +2,32 @@
 //!
 //! The crate owns the scanners a cashier plugs in and turns their bytes into
 //! [`Scan`]s `{scanner, text, symbology, at}`. Protocol parsing is sans-IO
-//! (bytes and `now` in, frames out) so it is unit-tested and fuzzed with bytes;
-//! device back ends do the reading and report [`ScannerEvent`]s on a channel.
+//! (the `scanner-codec` crate: bytes and `now` in, frames out) so it is
+//! unit-tested and fuzzed with bytes; the device back ends here do the
+//! reading and report [`ScannerEvent`]s on a channel.
 //!
 //! - [`scan`]: the [`Scan`] and [`ScannerEvent`] types every back end emits.
-//! - [`aim`]: AIM symbology identifiers (`]Q1` …), parsed and stripped.
-//! - [`text`]: scan bytes to text (UTF-8, else GB18030), refusing garbage.
-//! - [`serial`]: the serial framer (sans-IO) and the serial port back end.
-//! - [`drivers`]: starts one back end per configured scanner.
+//! - [`aim`], [`text`]: AIM identifiers and scan text (from `scanner-codec`).
+//! - [`serial`]: serial ports (RS-232, USB CDC-ACM) on tokio-serial.
+//! - `hidpos`: USB HID-POS scanners (usage page 0x8C) via hidapi + hidraw.
+//! - `wedge`: USB keyboard wedges, taken exclusively via rusb.
+//! - [`hotplug`]: kernel uevents (netlink) and inotify: no polling.
+//! - [`sysfs`]: which USB device a node belongs to; entry binding.
+//! - [`drivers`]: starts one back end per configured scanner; `arm`.
 
-pub mod aim;
 pub mod drivers;
+pub mod hotplug;
 pub mod scan;
 pub mod serial;
-pub mod text;
+pub mod sysfs;
 
-pub use drivers::Drivers;
+mod common;
+mod hidpos;
+mod wedge;
+
+pub use drivers::{ArmError, Drivers};
 pub use scan::{Scan, ScannerEvent, ScannerInfo, ScannerState};
+pub use scanner_codec::{aim, text};
+
+/// The Bar Code Scanner HID usage page, by which HID-POS scanners are found.
+pub use hidpos::USAGE_PAGE_POS;

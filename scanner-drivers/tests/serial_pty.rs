@@ -30,8 +30,14 @@ fn scanner(path: PathBuf, framing: Framing, max_frame: usize) -> Scanner {
         max_frame,
         alt_codes: AltCodeMode::Unicode,
         trigger_on_wait: false,
+        beep_on_wait: false,
+        trigger_command: None,
     }
 }
+
+/// pty numbers are reused as soon as a pty closes, so a driver re-opening
+/// `/dev/pts/N` could open another test's pty: the tests here run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A pty pair whose slave side is closed again, so the driver opens it by path.
 fn pty() -> (TTYPort, PathBuf) {
@@ -68,6 +74,7 @@ async fn until_state(rx: &mut mpsc::Receiver<ScannerEvent>, want: &str) {
 
 #[tokio::test]
 async fn cr_frames_with_aim_prefix_become_scans() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (mut master, path) = pty();
     let (tx, mut rx) = mpsc::channel(16);
     let cancel = CancellationToken::new();
@@ -92,6 +99,7 @@ async fn cr_frames_with_aim_prefix_become_scans() {
 
 #[tokio::test]
 async fn idle_flush_and_over_long_frames() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (mut master, path) = pty();
     let (tx, mut rx) = mpsc::channel(16);
     let d = Drivers::start(
@@ -111,6 +119,7 @@ async fn idle_flush_and_over_long_frames() {
 
 #[tokio::test]
 async fn close_and_reopen_is_unplug_and_replug() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (mut master, path) = pty();
     let (tx, mut rx) = mpsc::channel(16);
     let cfg = scanner(path.clone(), Framing::Suffix(b"\r\n".to_vec()), 4096);
@@ -155,4 +164,77 @@ async fn close_and_reopen_is_unplug_and_replug() {
     let _ = master3.clear(serialport::ClearBuffer::All);
     let _ = std::fs::remove_dir_all(dir);
     let _ = ScannerState::Absent;
+}
+
+#[tokio::test]
+async fn several_scanners_at_once_each_scan_names_its_scanner() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (mut m1, p1) = pty();
+    let (mut m2, p2) = pty();
+    let mut a = scanner(p1, Framing::Suffix(b"\r".to_vec()), 4096);
+    a.id = "left".into();
+    let mut b = scanner(p2, Framing::StxEtx, 4096);
+    b.id = "right".into();
+    let (tx, mut rx) = mpsc::channel(16);
+    let d = Drivers::start(&[a, b], tx, CancellationToken::new());
+    let mut connected = 0;
+    while connected < 2 {
+        if let ScannerEvent::State { state, .. } = next(&mut rx).await
+            && state == ScannerState::Connected
+        {
+            connected += 1;
+        }
+    }
+    m2.write_all(b"\x02R-CODE\x03").unwrap();
+    m1.write_all(b"L-CODE\r").unwrap();
+    let mut got = [next_scan(&mut rx).await, next_scan(&mut rx).await];
+    got.sort_by(|x, y| x.scanner.cmp(&y.scanner));
+    assert_eq!(
+        got.iter()
+            .map(|s| (s.scanner.as_str(), s.text.as_str()))
+            .collect::<Vec<_>>(),
+        [("left", "L-CODE"), ("right", "R-CODE")]
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn arm_sends_the_trigger_command_when_configured() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (mut master, path) = pty();
+    let mut cfg = scanner(path, Framing::Suffix(b"\r".to_vec()), 4096);
+    cfg.trigger_on_wait = true;
+    cfg.trigger_command = Some(b"\x16T\r".to_vec());
+    let mut quiet = scanner(PathBuf::from("/nonexistent/tty"), Framing::Idle, 64);
+    quiet.id = "quiet".into();
+    let (tx, mut rx) = mpsc::channel(16);
+    let d = Drivers::start(&[cfg, quiet], tx, CancellationToken::new());
+    loop {
+        if let ScannerEvent::State { scanner, state, .. } = next(&mut rx).await
+            && scanner == "counter"
+            && state == ScannerState::Connected
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        d.arm("nobody"),
+        Err(scanner_drivers::ArmError::UnknownScanner("nobody".into()))
+    );
+    assert_eq!(
+        d.arm("quiet"),
+        Err(scanner_drivers::ArmError::NotConfigured("quiet".into()))
+    );
+    d.arm("counter").unwrap();
+    let got = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        master.set_timeout(Duration::from_secs(5)).expect("timeout");
+        let mut buf = [0u8; 3];
+        master.read_exact(&mut buf).map(|_| buf)
+    })
+    .await
+    .unwrap()
+    .expect("the trigger command within 5 s");
+    assert_eq!(&got, b"\x16T\r");
+    d.shutdown().await;
 }

@@ -1,101 +1,132 @@
-//! The serial port back end: open, read, frame, report; recover from unplugs.
+//! The serial port back end: find, open, read, frame, report; recover from
+//! unplugs.
 //!
 //! The port is read through the tokio reactor (`tokio-serial`, the
 //! `serialport` crate registered with epoll), so an idle scanner costs no
-//! wake-ups; the framer's idle deadline is the only timer. When the port vanishes (read error, hang-up)
-//! the scanner goes `absent` and the port is re-opened as soon as it can be.
+//! wake-ups; the framer's idle deadline is the only timer. The device is
+//! `path` (a by-id link, `/dev/ttyS0` …) or the tty whose USB device matches
+//! `usb` / `serial_number` / `port_path` (read from sysfs, so a replug as a
+//! new `/dev/ttyACM*` is found). When the port vanishes the scanner goes
+//! `absent`; it is looked for again when a `tty` uevent arrives or the
+//! configured path's folder changes (inotify), never on a timer.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use scanner_codec::framer::{Framer, FramerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_serial::SerialStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use ybpos_config::{Parity, Scanner};
 
-use super::framer::{End, FrameEvent, Framer, FramerConfig};
-use crate::scan::{Scan, ScannerEvent, ScannerInfo, ScannerState};
-use crate::{aim, text};
+use crate::common::{Claims, Control, Reporter, frame_to_scan, info};
+use crate::hotplug::{FolderWatch, Hotplug, Wake};
+use crate::scan::{ScannerEvent, ScannerState};
+use crate::sysfs::{Sysfs, UsbId, binds_usb, usb_matches};
 
-/// Longest wait between attempts to re-open a vanished port.
-const REOPEN_MAX: Duration = Duration::from_millis(250);
+/// After a disconnect the port is looked at once more after this delay even
+/// without an event (a port whose node stays, e.g. a motherboard COM port
+/// that hung up); from then on only events wake the back end.
+const AFTER_DISCONNECT: Duration = Duration::from_secs(1);
 
 /// Runs one serial scanner until `cancel` fires.
-pub async fn run(cfg: Scanner, tx: mpsc::Sender<ScannerEvent>, cancel: CancellationToken) {
-    let mut reporter = Reporter::new(&cfg.id, tx.clone());
-    let mut backoff = Duration::from_millis(20);
+pub(crate) async fn run(
+    cfg: Scanner,
+    tx: mpsc::Sender<ScannerEvent>,
+    mut control: mpsc::Receiver<Control>,
+    hotplug: Hotplug,
+    claims: Claims,
+    cancel: CancellationToken,
+) {
+    let mut reporter = Reporter::new(&cfg.id, tx);
+    let mut watch = hotplug.subscribe();
+    let mut folder = cfg.path.as_deref().map(FolderWatch::new);
+    let sysfs = Sysfs::default();
+    let mut look = true;
     loop {
-        let Some(path) = resolve_path(&cfg) else {
-            reporter.state(ScannerState::Absent, None).await;
-            if sleep_or_cancel(&cancel, REOPEN_MAX).await {
-                return;
-            }
-            continue;
-        };
-        match open(&cfg, &path) {
-            Ok(port) => {
-                backoff = Duration::from_millis(20);
-                reporter.state(ScannerState::Connected, Some(&path)).await;
-                info!(path = %path.display(), "Scanner connected.");
-                match read_port(&cfg, port, &tx, &cancel).await {
-                    ReadEnd::Cancelled => {
-                        reporter.state(ScannerState::Absent, Some(&path)).await;
-                        return;
+        watch.drain();
+        // Right after a disconnect the old node may linger (or its name be
+        // taken by another device): wait for an event before opening again.
+        let mut retry = reporter.retry();
+        if look {
+            match find(&cfg, &sysfs, &claims) {
+                None => reporter.absent().await,
+                Some((path, usb)) => match claims
+                    .claim(&path)
+                    .ok_or_else(held)
+                    .and_then(|c| Ok((c, open(&cfg, &path)?)))
+                {
+                    Ok((_claim, port)) => {
+                        reporter
+                            .state(ScannerState::Connected, info(&path, usb.as_ref()))
+                            .await;
+                        info!(path = %path.display(), "Scanner connected.");
+                        match read_port(&cfg, port, &reporter, &mut control, &cancel).await {
+                            ReadEnd::Cancelled => {
+                                reporter.absent().await;
+                                return;
+                            }
+                            ReadEnd::Gone(e) => {
+                                warn!(path = %path.display(), error = %e, "Scanner disconnected.");
+                                reporter.absent().await;
+                            }
+                        }
+                        look = false;
+                        continue;
                     }
-                    ReadEnd::Gone(e) => {
-                        warn!(path = %path.display(), error = %e, "Scanner disconnected.");
-                        reporter.state(ScannerState::Absent, Some(&path)).await;
+                    Err(e) => {
+                        let state = match e.kind() {
+                            std::io::ErrorKind::NotFound => ScannerState::Absent,
+                            _ => ScannerState::Error(e.to_string()),
+                        };
+                        if !reporter.is(&state) {
+                            debug!(path = %path.display(), error = %e, "Cannot open the scanner port.");
+                        }
+                        reporter.state(state, info(&path, usb.as_ref())).await;
+                        retry = reporter.retry();
                     }
-                }
+                },
             }
-            Err(e) => {
-                let state = match e.kind() {
-                    std::io::ErrorKind::NotFound => ScannerState::Absent,
-                    _ => ScannerState::Error(e.to_string()),
-                };
-                if reporter.changed(&state) {
-                    debug!(path = %path.display(), error = %e, "Cannot open scanner port.");
-                }
-                reporter.state(state, Some(&path)).await;
-            }
+        } else {
+            retry = Some(AFTER_DISCONNECT);
         }
-        if sleep_or_cancel(&cancel, backoff).await {
+        // Wait for the device to (re)appear: a tty uevent or a change in the
+        // configured path's folder. Arm requests meanwhile are ignored.
+        let woke = tokio::select! {
+            w = watch.wait(&["tty"], folder.as_mut(), retry, &cancel) => w,
+            Some(_) = control.recv() => {
+                debug!("Arm request while the scanner is not connected: ignored.");
+                Wake::Changed
+            }
+        };
+        if woke == Wake::Cancelled {
             return;
         }
-        backoff = (backoff * 2).min(REOPEN_MAX);
+        look = true;
     }
 }
 
-/// Sleeps; true when cancelled first.
-async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
-}
-
-fn resolve_path(cfg: &Scanner) -> Option<PathBuf> {
+/// The node to open: the configured path, or the tty whose USB device matches.
+fn find(cfg: &Scanner, sysfs: &Sysfs, claims: &Claims) -> Option<(PathBuf, Option<UsbId>)> {
     if let Some(p) = &cfg.path {
-        return Some(p.clone());
+        let usb = std::fs::canonicalize(p)
+            .ok()
+            .and_then(|real| sysfs.usb_of_node("tty", &real));
+        return Some((p.clone(), usb));
     }
-    let want = cfg.usb.as_ref()?;
-    let ports = serialport::available_ports().ok()?;
-    ports.into_iter().find_map(|p| match p.port_type {
-        serialport::SerialPortType::UsbPort(u)
-            if u.vid == want.vid
-                && want.pid.is_none_or(|pid| pid == u.pid)
-                && cfg
-                    .serial_number
-                    .as_ref()
-                    .is_none_or(|sn| u.serial_number.as_deref() == Some(sn)) =>
-        {
-            Some(PathBuf::from(p.port_name))
-        }
-        _ => None,
+    if !binds_usb(cfg) {
+        return None;
+    }
+    sysfs.nodes("tty").into_iter().find_map(|(node, usb)| {
+        let usb = usb?;
+        (usb_matches(cfg, &usb) && !claims.held(&node)).then_some((node, Some(usb)))
     })
+}
+
+fn held() -> std::io::Error {
+    std::io::Error::other("the device is held by another [[scanner]] entry")
 }
 
 fn open(cfg: &Scanner, path: &Path) -> std::io::Result<SerialStream> {
@@ -128,39 +159,59 @@ enum ReadEnd {
     Gone(std::io::Error),
 }
 
+/// The framer settings of a scanner entry.
+pub(crate) fn framer_config(cfg: &Scanner) -> FramerConfig {
+    FramerConfig {
+        framing: match &cfg.framing {
+            ybpos_config::Framing::Suffix(s) => scanner_codec::framer::Framing::Suffix(s.clone()),
+            ybpos_config::Framing::StxEtx => scanner_codec::framer::Framing::StxEtx,
+            ybpos_config::Framing::Idle => scanner_codec::framer::Framing::Idle,
+        },
+        max_frame: cfg.max_frame,
+        idle_gap: cfg.idle_gap,
+    }
+}
+
 async fn read_port(
     cfg: &Scanner,
     mut port: SerialStream,
-    tx: &mpsc::Sender<ScannerEvent>,
+    reporter: &Reporter,
+    control: &mut mpsc::Receiver<Control>,
     cancel: &CancellationToken,
 ) -> ReadEnd {
-    let mut framer = Framer::new(FramerConfig {
-        framing: cfg.framing.clone(),
-        max_frame: cfg.max_frame,
-        idle_gap: cfg.idle_gap,
-    });
+    let mut framer = Framer::new(framer_config(cfg));
     let mut buf = [0u8; 1024];
     let mut frames = Vec::new();
     loop {
         let deadline = framer.deadline();
         tokio::select! {
             _ = cancel.cancelled() => return ReadEnd::Cancelled,
-            _ = async { tokio::time::sleep_until(Instant::from_std(deadline.unwrap_or_else(std::time::Instant::now))).await },
-                if deadline.is_some() => {
-                if let Some(ev) = framer.poll_idle(std::time::Instant::now()) {
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                if let Some(ev) = framer.poll_idle(Instant::now()) {
                     frames.push(ev);
+                }
+            }
+            Some(Control::Arm) = control.recv() => {
+                match (&cfg.trigger_command, cfg.trigger_on_wait) {
+                    (Some(cmd), true) => {
+                        if let Err(e) = port.write_all(cmd).await {
+                            return ReadEnd::Gone(e);
+                        }
+                        debug!("Sent the trigger command.");
+                    }
+                    _ => debug!("Armed; no trigger_command configured."),
                 }
             }
             read = port.read(&mut buf) => match read {
                 Ok(0) => return ReadEnd::Gone(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => framer.push(&buf[..n], std::time::Instant::now(), &mut frames),
+                Ok(n) => framer.push(&buf[..n], Instant::now(), &mut frames),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return ReadEnd::Gone(e),
             },
         }
         for ev in frames.drain(..) {
-            if let Some(scan) = to_scan(&cfg.id, ev)
-                && tx.send(ScannerEvent::Scan(scan)).await.is_err()
+            if let Some(scan) = frame_to_scan(&cfg.id, ev)
+                && !reporter.scan(scan).await
             {
                 return ReadEnd::Cancelled;
             }
@@ -168,72 +219,10 @@ async fn read_port(
     }
 }
 
-/// Turns a framer event into a scan, or logs why it is dropped.
-pub(crate) fn to_scan(scanner: &str, ev: FrameEvent) -> Option<Scan> {
-    match ev {
-        FrameEvent::TooLong { len } => {
-            warn!(len, "Dropped an over-long frame from the scanner.");
-            None
-        }
-        FrameEvent::Frame { data, end } => {
-            if end == End::Idle {
-                debug!(
-                    len = data.len(),
-                    "Frame ended by an idle gap, not by the configured suffix."
-                );
-            }
-            let (symbology, body) = aim::split(&data);
-            match text::decode(body) {
-                Ok(text) => Some(Scan {
-                    scanner: scanner.to_string(),
-                    text,
-                    symbology,
-                    at: SystemTime::now(),
-                }),
-                Err(e) => {
-                    warn!(len = data.len(), reason = %e, "Dropped an unreadable frame from the scanner.");
-                    None
-                }
-            }
-        }
-    }
-}
-
-/// Sends state events only when the state changes.
-struct Reporter {
-    id: String,
-    tx: mpsc::Sender<ScannerEvent>,
-    last: Option<ScannerState>,
-}
-
-impl Reporter {
-    fn new(id: &str, tx: mpsc::Sender<ScannerEvent>) -> Self {
-        Reporter {
-            id: id.to_string(),
-            tx,
-            last: None,
-        }
-    }
-
-    fn changed(&self, s: &ScannerState) -> bool {
-        self.last.as_ref() != Some(s)
-    }
-
-    async fn state(&mut self, state: ScannerState, path: Option<&Path>) {
-        if !self.changed(&state) {
-            return;
-        }
-        self.last = Some(state.clone());
-        let _ = self
-            .tx
-            .send(ScannerEvent::State {
-                scanner: self.id.clone(),
-                state,
-                info: ScannerInfo {
-                    path: path.map(Path::to_path_buf),
-                    ..ScannerInfo::default()
-                },
-            })
-            .await;
+/// Sleeps until `deadline` (a std instant, as the sans-IO framer uses).
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
     }
 }

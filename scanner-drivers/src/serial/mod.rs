@@ -1,10 +1,12 @@
-//! Serial scanners (RS-232, USB virtual COM): the framer and the port back end.
+//! Serial scanners (RS-232, USB virtual COM).
 //!
-//! - [`framer`]: sans-IO framing on a suffix, STX…ETX or an idle gap.
-//! - [`device`]: opens the port, reads it without polling, re-opens it after
-//!   an unplug, and turns frames into scans.
+//! - [`framer`]: the sans-IO framer (suffix, STX…ETX, idle gap), from
+//!   `scanner-codec`.
+//! - `device`: finds the port (path, or USB vid:pid + serial number / port
+//!   path), reads it without polling, re-opens it after an unplug, and turns
+//!   frames into scans.
 
-pub mod device;
-pub mod framer;
+pub(crate) mod device;
 
-pub use framer::{End, FrameEvent, Framer, FramerConfig};
+pub use scanner_codec::framer;
+pub use scanner_codec::framer::{End, FrameEvent, Framer, FramerConfig, Framing};
