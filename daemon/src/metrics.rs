@@ -325,6 +325,10 @@ pub struct Metrics {
     pub journal_unresolved: GaugeHook,
     /// Journal transactions in `reversal_failed`: they need a person.
     pub journal_reversal_failed: GaugeHook,
+    /// Journal transactions unresolved for longer than 10 minutes.
+    pub journal_stale: GaugeHook,
+    /// Transaction state changes, by infno and new state.
+    pub txn_states: Counter,
     /// Resident memory of the daemon, from `/proc/self/status`.
     pub resident_memory: GaugeHook,
     /// Open file descriptors of the daemon, from `/proc/self/fd`.
@@ -393,6 +397,16 @@ impl Metrics {
                 "Journal transactions whose reversal failed: they need a person.",
                 &[],
             ),
+            journal_stale: GaugeHook::new(
+                "ybpos_journal_stale",
+                "Journal transactions unresolved for longer than 10 minutes.",
+                &[],
+            ),
+            txn_states: Counter::new(
+                "ybpos_txn_state_changes_total",
+                "Transaction state changes, by infno and new state.",
+                &["infno", "state"],
+            ),
             resident_memory: GaugeHook::new(
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes.",
@@ -429,6 +443,8 @@ impl Metrics {
         self.scanner_connected.render(&mut out);
         self.journal_unresolved.render(&mut out);
         self.journal_reversal_failed.render(&mut out);
+        self.journal_stale.render(&mut out);
+        self.txn_states.render(&mut out);
         self.resident_memory.render(&mut out);
         self.open_fds.render(&mut out);
         self.build_info.render(&mut out);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::Local;
 use scanner_drivers::Drivers;
 use settlement_client::gateway::{GatewaySettings, signer_from_config};
 use settlement_client::{Gateway, LinkState, Outcome};
@@ -66,12 +67,6 @@ impl Daemon {
         let settings = GatewaySettings::from_config(&cfg).context("reading gateway.ca_file")?;
         let gateway = Arc::new(Gateway::new(settings, signer)?);
 
-        // Gateway: sign in now and keep the `gateway` topic informed.
-        tracker.spawn(
-            keep_signed_in(Arc::clone(&gateway), events.clone(), cancel.child_token())
-                .instrument(tracing::info_span!("gateway")),
-        );
-
         // Scanners → hub.
         let hub = ScanHub::new(&cfg, events.clone());
         let (tx, mut rx) = mpsc::channel(256);
@@ -97,9 +92,33 @@ impl Daemon {
             events.clone(),
         );
         let unresolved = engine.recover().await.context("recovering the journal")?;
+        // The journal gauges, read at scrape time from a read-only connection.
+        let reader = Arc::new(crate::journal::CountReader::new(&cfg.journal.path));
+        let stale = || {
+            Local::now()
+                - chrono::Duration::from_std(crate::engine::runtime::STALE_AFTER)
+                    .unwrap_or_default()
+        };
+        let m = crate::metrics::global();
+        let r = Arc::clone(&reader);
+        m.journal_unresolved
+            .set_value_source(move || r.counts(stale()).map(|c| c.unresolved as i64));
+        let r = Arc::clone(&reader);
+        m.journal_reversal_failed
+            .set_value_source(move || r.counts(stale()).map(|c| c.reversal_failed as i64));
+        let r = reader;
+        m.journal_stale
+            .set_value_source(move || r.counts(stale()).map(|c| c.stale as i64));
         if unresolved > 0 {
             warn!(unresolved, "Unfinished transactions found; resolving them.");
         }
+
+        // Gateway: sign in now (msgids are safe to use once recovery has
+        // claimed their start) and keep the `gateway` topic informed.
+        tracker.spawn(
+            keep_signed_in(Arc::clone(&gateway), events.clone(), cancel.child_token())
+                .instrument(tracing::info_span!("gateway")),
+        );
         let service = Arc::new(Service {
             cfg: Arc::clone(&cfg),
             gateway,

@@ -127,6 +127,8 @@ impl ScanHub {
     }
 
     fn on_scan(&self, scan: Scan) {
+        // One span per scan: everything logged about it carries the scanner.
+        let _span = tracing::info_span!("scan", scanner = %scan.scanner).entered();
         let now = Instant::now();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         scan.text.hash(&mut h);

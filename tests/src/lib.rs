@@ -43,6 +43,12 @@ pub struct Options {
     pub http: bool,
     /// Extra lines for the `[api]` table (e.g. `allowed_origins = [...]`).
     pub api_toml: String,
+    /// `[gateway] request_timeout_ms`.
+    pub request_timeout_ms: u64,
+    /// Extra lines for the `[journal]` table (e.g. `reversal_grace_ms = 500`).
+    pub journal_toml: String,
+    /// `RUST_LOG` of the daemon (default `trace`, so log tests see everything).
+    pub log: String,
 }
 
 impl Options {
@@ -54,6 +60,9 @@ impl Options {
             extra_toml: String::new(),
             http: false,
             api_toml: String::new(),
+            request_timeout_ms: 5000,
+            journal_toml: String::new(),
+            log: "trace".into(),
         }
     }
 }
@@ -73,6 +82,7 @@ pub struct Terminal {
     pub config: PathBuf,
     daemon: PathBuf,
     http: bool,
+    log: String,
     child: Option<Child>,
     logs: Arc<Mutex<Vec<u8>>>,
 }
@@ -98,7 +108,7 @@ opter           = "t1"
 
 [gateway]
 url = "{url}"
-request_timeout_ms = 5000
+request_timeout_ms = {timeout}
 
 [[scanner]]
 id = "counter"
@@ -113,6 +123,7 @@ socket = "api.sock"
 
 [journal]
 path = "journal.db"
+{journal}
 
 [codes]
 dedupe_window_ms = {dedupe}
@@ -127,6 +138,8 @@ dedupe_window_ms = {dedupe}
                 "http_listen = \"\""
             },
             api = opts.api_toml,
+            timeout = opts.request_timeout_ms,
+            journal = opts.journal_toml,
         );
         std::fs::write(&config, text).expect("config");
         let socket = dir.path().join("api.sock");
@@ -137,6 +150,7 @@ dedupe_window_ms = {dedupe}
             socket,
             config,
             daemon: opts.daemon.clone(),
+            log: opts.log.clone(),
             http: opts.http,
             child: None,
             logs: Arc::new(Mutex::new(Vec::new())),
@@ -160,10 +174,7 @@ dedupe_window_ms = {dedupe}
         let mut child = cmd
             .arg("--config")
             .arg(&self.config)
-            .env(
-                "RUST_LOG",
-                std::env::var("YBPOS_TEST_LOG").unwrap_or_else(|_| "trace".into()),
-            )
+            .env("RUST_LOG", &self.log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -302,6 +313,16 @@ dedupe_window_ms = {dedupe}
         }
     }
 
+    /// The daemon child's pid, while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// Forgets the captured logs (long crash loops).
+    pub fn clear_logs(&self) {
+        self.logs.lock().expect("logs").clear();
+    }
+
     /// Whether the daemon child is still running.
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -390,6 +411,25 @@ impl Client {
             }
             if m.get("method").is_some() {
                 self.notifications.push(m);
+            }
+        }
+    }
+
+    /// One call; `None` when the daemon went away before answering.
+    pub async fn try_call(&mut self, method: &str, params: Value) -> Option<Result<Value, Value>> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line =
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        line.push('\n');
+        self.try_send_raw(line.as_bytes()).await.ok()?;
+        loop {
+            let m = self.read().await?;
+            if m.get("id") == Some(&json!(id)) {
+                return Some(match m.get("error") {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(m["result"].clone()),
+                });
             }
         }
     }

@@ -44,6 +44,9 @@ const RESOLVE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// An unresolved record older than this is reported as stale (error log, metric).
 pub const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
 
+/// How often the resolver looks at open records that have nothing due.
+const STALE_CHECK: Duration = Duration::from_secs(60);
+
 /// Test-only crash points: `YBPOS_CRASH_AT=name[:n]` kills the process with
 /// SIGKILL the n-th time `name` is reached (feature `crash-points`).
 pub mod crash {
@@ -104,6 +107,7 @@ pub struct Engine {
     events: EventBus,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     backoff: Mutex<HashMap<String, (tokio::time::Instant, Duration)>>,
+    stale_reported: Mutex<std::collections::HashSet<String>>,
     wake: Notify,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -148,6 +152,7 @@ impl Engine {
             events,
             locks: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
+            stale_reported: Mutex::new(Default::default()),
             wake: Notify::new(),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -175,10 +180,15 @@ impl Engine {
         {
             self.gateway.resume_msgids_after(&m);
         }
-        // Ids of requests sent just before a crash but never journaled (1101,
-        // 9001) used this second: start at the next one.
-        let now = Local::now().format("%Y%m%d%H%M%S");
-        if let Ok(m) = MsgId::parse(&format!("{prefix}{now}9999")) {
+        // Ids of requests sent just before a crash but never journaled (9001,
+        // 1101) may use this second, or seconds ahead of the clock after
+        // quick restarts: start after all of them.
+        let start = self
+            .journal
+            .claim_msgid_start(Local::now().naive_local())
+            .await?;
+        let before = start - chrono::TimeDelta::seconds(1);
+        if let Ok(m) = MsgId::parse(&format!("{prefix}{}9999", before.format("%Y%m%d%H%M%S"))) {
             self.gateway.resume_msgids_after(&m);
         }
         let open = self.journal.unresolved().await?;
@@ -223,6 +233,9 @@ impl Engine {
 
     async fn save(&self, rec: &Record, detail: Option<String>) -> Result<(), JournalError> {
         self.journal.save(rec.clone(), detail).await?;
+        crate::metrics::global()
+            .txn_states
+            .inc(&[&rec.infno, rec.state.as_str()]);
         self.publish(rec);
         Ok(())
     }
@@ -461,6 +474,9 @@ impl Engine {
             }
             crash::point("after_sent");
             let out = self.gateway.send(&prepared).await;
+            crate::metrics::global()
+                .gateway_calls
+                .inc(&[&rec.infno, out.class()]);
             crash::point("after_send");
             let sign_in_refused = out.is_sign_in_rejection();
             let answer = to_answer(&out);
@@ -554,10 +570,16 @@ impl Engine {
             };
             let now = tokio::time::Instant::now();
             let mut next_due: Option<tokio::time::Instant> = None;
+            if !open.is_empty() {
+                // Look again at least each minute while anything is open, to
+                // report records that stay unresolved too long.
+                next_due = Some(now + STALE_CHECK);
+            }
             for rec in open {
                 if self.cancel.is_cancelled() {
                     return;
                 }
+                self.report_stale(&rec);
                 let r = resolution_of(&rec.infno);
                 if !matches!(machine::next(rec.state, r), Action::Resolve | Action::Renew) {
                     continue;
@@ -584,19 +606,22 @@ impl Engine {
                 let done = self.resolve_once(rec).instrument(span).await;
                 if let Some((txn_id, again)) = done {
                     let mut b = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-                    match again {
-                        true => {
-                            let wait = b
-                                .get(&txn_id)
-                                .map(|(_, w)| (*w * 2).min(RESOLVE_BACKOFF_MAX))
-                                .unwrap_or(Duration::from_secs(1));
-                            let at = tokio::time::Instant::now() + wait;
-                            b.insert(txn_id, (at, wait));
-                            next_due = Some(next_due.map_or(at, |n| n.min(at)));
-                        }
-                        false => {
+                    let wait = match again {
+                        Again::No => {
                             b.remove(&txn_id);
+                            None
                         }
+                        Again::Backoff => Some(
+                            b.get(&txn_id)
+                                .map(|(_, w)| (*w * 2).min(RESOLVE_BACKOFF_MAX))
+                                .unwrap_or(Duration::from_secs(1)),
+                        ),
+                        Again::After(d) => Some(d),
+                    };
+                    if let Some(wait) = wait {
+                        let at = tokio::time::Instant::now() + wait;
+                        b.insert(txn_id, (at, wait));
+                        next_due = Some(next_due.map_or(at, |n| n.min(at)));
                     }
                 }
             }
@@ -614,14 +639,35 @@ impl Engine {
         }
     }
 
-    /// One resolution step; `Some((txn_id, try_again_later))`.
-    async fn resolve_once(self: &Arc<Self>, mut rec: Record) -> Option<(String, bool)> {
+    /// Logs, once, at error level, a record unresolved for [`STALE_AFTER`].
+    fn report_stale(&self, rec: &Record) {
+        let age = (Local::now() - rec.created_at).to_std().unwrap_or_default();
+        if age < STALE_AFTER {
+            return;
+        }
+        let mut seen = self
+            .stale_reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.insert(rec.txn_id.clone()) {
+            error!(
+                txn_id = %rec.txn_id,
+                infno = %rec.infno,
+                state = rec.state.as_str(),
+                minutes = age.as_secs() / 60,
+                "Transaction still unresolved: needs attention."
+            );
+        }
+    }
+
+    /// One resolution step; `Some((txn_id, when to try again))`.
+    async fn resolve_once(self: &Arc<Self>, mut rec: Record) -> Option<(String, Again)> {
         let r = resolution_of(&rec.infno);
         match machine::next(rec.state, r) {
             Action::Renew => {
                 let sign_no = match self.gateway.sign_no().await {
                     Outcome::Ok(s) => s,
-                    _ => return Some((rec.txn_id, true)),
+                    _ => return Some((rec.txn_id, Again::Backoff)),
                 };
                 let p = match self.gateway.prepare(
                     &rec.infno,
@@ -632,7 +678,7 @@ impl Engine {
                     Ok(p) => p,
                     Err(e) => {
                         warn!(error = %e, "Cannot prepare a resend.");
-                        return Some((rec.txn_id, true));
+                        return Some((rec.txn_id, Again::Backoff));
                     }
                 };
                 rec.msgid = p.msgid.to_string();
@@ -644,22 +690,27 @@ impl Engine {
                     .await
                     .is_err()
                 {
-                    return Some((rec.txn_id, true));
+                    return Some((rec.txn_id, Again::Backoff));
                 }
                 let rec = self.drive(rec, p).await;
-                Some((rec.txn_id.clone(), !rec.state.is_final()))
+                let again = if rec.state.is_final() {
+                    Again::No
+                } else {
+                    Again::Backoff
+                };
+                Some((rec.txn_id.clone(), again))
             }
             Action::Resolve => {
                 let (infno, input) = match resolution_request(&rec, r) {
                     Some(x) => x,
                     None => {
                         error!("Cannot build the undo request; needs a person.");
-                        return Some((rec.txn_id, true));
+                        return Some((rec.txn_id, Again::Backoff));
                     }
                 };
                 let sign_no = match self.gateway.sign_no().await {
                     Outcome::Ok(s) => s,
-                    _ => return Some((rec.txn_id, true)),
+                    _ => return Some((rec.txn_id, Again::Backoff)),
                 };
                 let p = match self
                     .gateway
@@ -668,7 +719,7 @@ impl Engine {
                     Ok(p) => p,
                     Err(e) => {
                         warn!(error = %e, "Cannot prepare the undo.");
-                        return Some((rec.txn_id, true));
+                        return Some((rec.txn_id, Again::Backoff));
                     }
                 };
                 let attempts = rec.reversal.as_ref().map(|x| x.attempts).unwrap_or(0) + 1;
@@ -685,11 +736,14 @@ impl Engine {
                     .await
                     .is_err()
                 {
-                    return Some((rec.txn_id, true));
+                    return Some((rec.txn_id, Again::Backoff));
                 }
                 crash::point("after_resolving");
                 info!(omsgid = %rec.msgid, msgid = %p.msgid, via = infno, attempt = attempts, "Resolving.");
                 let out = self.gateway.send(&p).await;
+                crate::metrics::global()
+                    .gateway_calls
+                    .inc(&[infno, out.class()]);
                 crash::point("after_resolve_send");
                 let grace_passed = rec.sent_at.is_none_or(|t| {
                     (Local::now() - t)
@@ -753,7 +807,24 @@ impl Engine {
                     fatal(&e);
                 }
                 crash::point("after_resolved");
-                Some((rec.txn_id.clone(), !rec.state.is_final()))
+                let again = match verdict {
+                    _ if rec.state.is_final() => Again::No,
+                    // Ask again as soon as a late original could have landed.
+                    Verdict::NotFound {
+                        grace_passed: false,
+                    } => {
+                        let age = rec
+                            .sent_at
+                            .map(|t| (Local::now() - t).to_std().unwrap_or_default())
+                            .unwrap_or_default();
+                        Again::After(
+                            self.settings.reversal_grace.saturating_sub(age)
+                                + Duration::from_millis(20),
+                        )
+                    }
+                    _ => Again::Backoff,
+                };
+                Some((rec.txn_id.clone(), again))
             }
             Action::Send | Action::Stop => None,
         }
@@ -959,6 +1030,17 @@ impl Engine {
             input,
         })
     }
+}
+
+/// When the resolver should look at a record again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Again {
+    /// Never: it is final (or needs a person).
+    No,
+    /// After the next back-off step (1 s doubling up to 60 s).
+    Backoff,
+    /// After this long.
+    After(Duration),
 }
 
 struct Filled {

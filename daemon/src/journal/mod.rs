@@ -12,7 +12,7 @@ pub mod schema;
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Local, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Local, NaiveDate, SecondsFormat, Timelike, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -221,6 +221,60 @@ pub struct UsageRow {
     pub mdtrt_cert_type: String,
     /// Settlements in effect (not cancelled).
     pub count: u64,
+}
+
+/// Reads the journal's counts from a second, read-only connection, so the
+/// metrics scrape (a blocking thread) never queues behind journal writes.
+#[derive(Debug)]
+pub struct CountReader {
+    path: PathBuf,
+    conn: std::sync::Mutex<Option<Connection>>,
+}
+
+impl CountReader {
+    /// A reader of the journal at `path` (opened on first use).
+    pub fn new(path: &Path) -> Self {
+        CountReader {
+            path: path.to_path_buf(),
+            conn: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Current counts, `None` when the journal cannot be read.
+    pub fn counts(&self, stale_before: DateTime<Local>) -> Option<Counts> {
+        let mut g = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            let c =
+                Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .ok()?;
+            c.busy_timeout(std::time::Duration::from_secs(1)).ok()?;
+            *g = Some(c);
+        }
+        let c = g.as_ref()?;
+        let r = count_query(c, &ts(&stale_before));
+        if r.is_err() {
+            *g = None;
+        }
+        r.ok()
+    }
+}
+
+fn count_query(c: &Connection, stale: &str) -> Result<Counts, rusqlite::Error> {
+    c.query_row(
+        "SELECT \
+           coalesce(sum(state NOT IN ('succeeded','failed','reversed','reversal_failed')),0), \
+           coalesce(sum(state = 'reversal_failed'),0), \
+           coalesce(sum(state NOT IN ('succeeded','failed','reversed','reversal_failed') AND created_at < ?1),0) \
+         FROM txn",
+        [stale],
+        |r| {
+            Ok(Counts {
+                unresolved: r.get::<_, i64>(0)? as u64,
+                reversal_failed: r.get::<_, i64>(1)? as u64,
+                stale: r.get::<_, i64>(2)? as u64,
+            })
+        },
+    )
 }
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -453,27 +507,40 @@ impl Journal {
         .await
     }
 
+    /// Claims the second this run's msgids start at: after `now` (ids a
+    /// killed predecessor may have used this very second, unjournaled, such
+    /// as its sign-in) and after every earlier run's start (which may lie
+    /// ahead of the clock after quick restarts). Durable before any id is used.
+    pub async fn claim_msgid_start(
+        &self,
+        now: chrono::NaiveDateTime,
+    ) -> Result<chrono::NaiveDateTime, JournalError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let last: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE key = 'msgid_start'", [], |r| r.get(0))
+                .optional()?;
+            let last = last.and_then(|v| chrono::NaiveDateTime::parse_from_str(&v, "%Y%m%d%H%M%S").ok());
+            let one = chrono::TimeDelta::seconds(1);
+            let now = now.with_nanosecond(0).unwrap_or(now);
+            let start = match last {
+                Some(l) if l + one > now + one => l + one,
+                _ => now + one,
+            };
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('msgid_start', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1",
+                [start.format("%Y%m%d%H%M%S").to_string()],
+            )?;
+            tx.commit()?;
+            Ok(start)
+        })
+        .await
+    }
+
     /// Unresolved, reversal_failed and stale counts.
     pub async fn counts(&self, stale_before: DateTime<Local>) -> Result<Counts, JournalError> {
         let stale = ts(&stale_before);
-        self.run(move |c| {
-            Ok(c.query_row(
-                "SELECT \
-                   coalesce(sum(state NOT IN ('succeeded','failed','reversed','reversal_failed')),0), \
-                   coalesce(sum(state = 'reversal_failed'),0), \
-                   coalesce(sum(state NOT IN ('succeeded','failed','reversed','reversal_failed') AND created_at < ?1),0) \
-                 FROM txn",
-                [stale],
-                |r| {
-                    Ok(Counts {
-                        unresolved: r.get::<_, i64>(0)? as u64,
-                        reversal_failed: r.get::<_, i64>(1)? as u64,
-                        stale: r.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )?)
-        })
-        .await
+        self.run(move |c| Ok(count_query(c, &stale)?)).await
     }
 
     /// Settlements in effect (succeeded and not cancelled by a succeeded

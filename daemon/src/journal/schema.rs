@@ -56,6 +56,10 @@ const MIGRATIONS: &[&str] = &[
         purpose TEXT NOT NULL,
         at      TEXT NOT NULL
     );
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
     "#,
 ];
 
