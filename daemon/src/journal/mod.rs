@@ -192,6 +192,69 @@ fn from_row(r: &Row<'_>) -> Result<Record, JournalError> {
     })
 }
 
+/// Columns fixed when a record is created.
+const IMMUTABLE: &[&str] = &[
+    "txn_id",
+    "client_ref",
+    "infno",
+    "request_hash",
+    "session_id",
+    "mdtrt_cert_type",
+    "sale_key",
+    "created_at",
+];
+
+type Bound = (&'static str, Box<dyn rusqlite::ToSql>);
+
+/// Every column of `rec`, as `:column` names: one binding for insert and save.
+fn bind(rec: &Record) -> Vec<Bound> {
+    let rv = rec.reversal.as_ref();
+    vec![
+        (":txn_id", Box::new(rec.txn_id.clone())),
+        (":client_ref", Box::new(rec.client_ref.clone())),
+        (":infno", Box::new(rec.infno.clone())),
+        (":request_hash", Box::new(rec.request_hash.clone())),
+        (":session_id", Box::new(rec.session_id.clone())),
+        (":input", Box::new(rec.input.to_string())),
+        (":insuplc_admdvs", Box::new(rec.insuplc_admdvs.clone())),
+        (":psn_no", Box::new(rec.psn_no.clone())),
+        (":mdtrt_cert_type", Box::new(rec.mdtrt_cert_type.clone())),
+        (":sale_key", Box::new(rec.sale_key.clone())),
+        (":msgid", Box::new(rec.msgid.clone())),
+        (":request", Box::new(rec.request.clone())),
+        (":state", Box::new(rec.state.as_str())),
+        (":fail_kind", Box::new(fail_kind_str(rec.fail_kind))),
+        (
+            ":output",
+            Box::new(rec.output.as_ref().map(Value::to_string)),
+        ),
+        (":error", Box::new(rec.error.as_ref().map(Value::to_string))),
+        (":reversal_msgid", Box::new(rv.map(|r| r.msgid.clone()))),
+        (":reversal_infno", Box::new(rv.map(|r| r.infno.clone()))),
+        (":reversal_state", Box::new(rv.map(|r| r.state.clone()))),
+        (
+            ":reversal_attempts",
+            Box::new(rv.map(|r| r.attempts).unwrap_or(0)),
+        ),
+        (":attempts", Box::new(rec.attempts)),
+        (":setl_id", Box::new(rec.setl_id.clone())),
+        (":cancels_setl_id", Box::new(rec.cancels_setl_id.clone())),
+        (":sent_at", Box::new(rec.sent_at.as_ref().map(ts))),
+        (":created_at", Box::new(ts(&rec.created_at))),
+        (":updated_at", Box::new(ts(&rec.updated_at))),
+    ]
+}
+
+/// Named parameters for rusqlite.
+fn named(values: &[Bound]) -> Vec<(&str, &dyn rusqlite::ToSql)> {
+    values.iter().map(|(k, v)| (*k, v.as_ref())).collect()
+}
+
+/// The column a `:column` name binds.
+fn col(name: &str) -> &str {
+    name.trim_start_matches(':')
+}
+
 /// What [`Journal::insert`] found.
 #[derive(Debug, Clone)]
 pub enum Inserted {
@@ -339,43 +402,25 @@ impl Journal {
         self.run(move |c| {
             let tx = c.transaction()?;
             let existing = tx
-                .query_row(&format!("SELECT {COLUMNS} FROM txn WHERE client_ref = ?1"), [&rec.client_ref], |r| {
-                    Ok(from_row(r))
-                })
+                .query_row(
+                    &format!("SELECT {COLUMNS} FROM txn WHERE client_ref = ?1"),
+                    [&rec.client_ref],
+                    |r| Ok(from_row(r)),
+                )
                 .optional()?;
             if let Some(e) = existing {
                 return Ok(Inserted::Existing(Box::new(e?)));
             }
+            let values = bind(&rec);
+            let names: Vec<&str> = values.iter().map(|(k, _)| *k).collect();
+            let cols: Vec<&str> = names.iter().map(|k| col(k)).collect();
             tx.execute(
-                &format!("INSERT INTO txn ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26)"),
-                params![
-                    rec.txn_id,
-                    rec.client_ref,
-                    rec.infno,
-                    rec.request_hash,
-                    rec.session_id,
-                    rec.input.to_string(),
-                    rec.insuplc_admdvs,
-                    rec.psn_no,
-                    rec.mdtrt_cert_type,
-                    rec.sale_key,
-                    rec.msgid,
-                    rec.request,
-                    rec.state.as_str(),
-                    fail_kind_str(rec.fail_kind),
-                    rec.output.as_ref().map(Value::to_string),
-                    rec.error.as_ref().map(Value::to_string),
-                    rec.reversal.as_ref().map(|r| r.msgid.clone()),
-                    rec.reversal.as_ref().map(|r| r.infno.clone()),
-                    rec.reversal.as_ref().map(|r| r.state.clone()),
-                    rec.reversal.as_ref().map(|r| r.attempts).unwrap_or(0),
-                    rec.attempts,
-                    rec.setl_id,
-                    rec.cancels_setl_id,
-                    rec.sent_at.as_ref().map(ts),
-                    ts(&rec.created_at),
-                    ts(&rec.updated_at),
-                ],
+                &format!(
+                    "INSERT INTO txn ({}) VALUES ({})",
+                    cols.join(", "),
+                    names.join(", ")
+                ),
+                named(&values).as_slice(),
             )?;
             log(&tx, &rec, Some("created"))?;
             tx.commit()?;
@@ -388,32 +433,20 @@ impl Journal {
     pub async fn save(&self, rec: Record, detail: Option<String>) -> Result<(), JournalError> {
         self.run(move |c| {
             let tx = c.transaction()?;
+            // Every column but the identity ones; the insert binds the same values.
+            let values: Vec<_> = bind(&rec)
+                .into_iter()
+                .filter(|(k, _)| !IMMUTABLE.contains(&col(k)) || col(k) == "txn_id")
+                .collect();
+            let sets: Vec<String> = values
+                .iter()
+                .map(|(k, _)| col(k))
+                .filter(|c| *c != "txn_id")
+                .map(|c| format!("{c} = :{c}"))
+                .collect();
             let n = tx.execute(
-                "UPDATE txn SET input=?2, insuplc_admdvs=?3, psn_no=?4, msgid=?5, request=?6, state=?7, \
-                 fail_kind=?8, output=?9, error=?10, reversal_msgid=?11, reversal_infno=?12, \
-                 reversal_state=?13, reversal_attempts=?14, attempts=?15, setl_id=?16, \
-                 cancels_setl_id=?17, updated_at=?18, sent_at=?19 WHERE txn_id=?1",
-                params![
-                    rec.txn_id,
-                    rec.input.to_string(),
-                    rec.insuplc_admdvs,
-                    rec.psn_no,
-                    rec.msgid,
-                    rec.request,
-                    rec.state.as_str(),
-                    fail_kind_str(rec.fail_kind),
-                    rec.output.as_ref().map(Value::to_string),
-                    rec.error.as_ref().map(Value::to_string),
-                    rec.reversal.as_ref().map(|r| r.msgid.clone()),
-                    rec.reversal.as_ref().map(|r| r.infno.clone()),
-                    rec.reversal.as_ref().map(|r| r.state.clone()),
-                    rec.reversal.as_ref().map(|r| r.attempts).unwrap_or(0),
-                    rec.attempts,
-                    rec.setl_id,
-                    rec.cancels_setl_id,
-                    ts(&rec.updated_at),
-                    rec.sent_at.as_ref().map(ts),
-                ],
+                &format!("UPDATE txn SET {} WHERE txn_id = :txn_id", sets.join(", ")),
+                named(&values).as_slice(),
             )?;
             if n != 1 {
                 return Err(JournalError::Db(format!("record {} vanished", rec.txn_id)));
