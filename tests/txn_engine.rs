@@ -156,3 +156,81 @@ async fn submit_is_idempotent_and_validated() {
     assert_eq!(rep["settlements"]["total"], 0);
     assert_eq!(rep["medical_code_rate"], 0.0);
 }
+
+/// One pharmacy sale for the session's person.
+async fn sale(c: &mut ybpos_e2e::Client, client_ref: &str, sid: &str, amt: &str) -> Value {
+    c.call(
+        "txn.submit",
+        json!({"client_ref": client_ref, "infno": "2102", "session_id": sid, "input": {
+            "druginfo": {"begntime": "2026-11-23 10:00:00", "medfee_sumamt": amt, "acct_used_flag": "1", "med_type": "41"},
+            "drugdetail": [{"feedetl_sn": client_ref, "med_list_codg": "XA01", "det_item_fee_sumamt": amt, "cnt": 1, "pric": amt}],
+        }}),
+    )
+    .await
+    .expect("record")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_report_counts_settlements_by_credential_net_of_cancels() {
+    let t = Terminal::start(Options::new(ybpos_e2e::daemon_bin!())).await;
+    let mut c = t.client().await;
+    // Two sales with the 医保码 (decoded QR), one with the ID card.
+    let code = t.sim.sim.issue_code("0").unwrap();
+    let qr = c
+        .call(
+            "identity.lookup",
+            json!({"business_type": "02121", "credential": {"type": "qr", "value": code.code}}),
+        )
+        .await
+        .unwrap();
+    let qr_sid = qr["session_id"].as_str().unwrap().to_string();
+    let card = session(&t).await;
+    let card_sid = card["session_id"].as_str().unwrap().to_string();
+    let a = sale(&mut c, "u-1", &qr_sid, "10.00").await;
+    let b = sale(&mut c, "u-2", &qr_sid, "20.00").await;
+    let d = sale(&mut c, "u-3", &card_sid, "30.00").await;
+    for r in [&a, &b, &d] {
+        assert_eq!(r["state"], "succeeded", "{r}");
+    }
+    // The same client_ref again is the same record, not a second sale.
+    assert_eq!(
+        sale(&mut c, "u-1", &qr_sid, "10.00").await["txn_id"],
+        a["txn_id"]
+    );
+    // Cancel one 医保码 sale (2103): it no longer counts.
+    let setl = &b["output"]["setlinfo"];
+    let cancel = c
+        .call(
+            "txn.submit",
+            json!({"client_ref": "u-2-cancel", "infno": "2103", "session_id": qr_sid,
+                   "input": {"data": {"setl_id": setl["setl_id"], "mdtrt_id": setl["mdtrt_id"]}}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancel["state"], "succeeded", "{cancel}");
+    let today = chrono_today();
+    let rep = c
+        .call("report.usage", json!({"from": today, "to": today}))
+        .await
+        .unwrap();
+    assert_eq!(rep["settlements"]["total"], 2, "{rep}");
+    assert_eq!(rep["settlements"]["by_cert_type"]["01"], 1);
+    assert_eq!(rep["settlements"]["by_cert_type"]["02"], 1);
+    assert_eq!(rep["medical_code_rate"], 0.5);
+    assert_eq!(rep["by_day"][0]["date"], today);
+    assert_eq!(rep["by_day"][0]["medical_code"], 1);
+    let e = c
+        .call("report.usage", json!({"from": today, "to": "2000-01-01"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e["data"]["field"], "to");
+    t.sim.sim.check_conservation().unwrap();
+}
+
+fn chrono_today() -> String {
+    let out = std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .expect("date");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
