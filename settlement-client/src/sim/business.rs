@@ -559,46 +559,51 @@ impl State {
 
     /// Outpatient fee cancel (2205): one batch, or `0000` for every unsettled line.
     fn otp_fees_cancel(&mut self, req: &Request) -> Out {
-        let d = node(req, "data");
-        let id = s(d, "mdtrt_id");
-        let bch = s(d, "chrg_bchno");
-        let all = bch == "0000";
-        let v = self.open_visit(id, s(d, "psn_no"), VisitKind::Outpatient)?;
-        if !all
-            && v.fees
-                .iter()
-                .any(|f| f.chrg_bchno == bch && matches!(f.state, FeeState::Settled(_)))
-        {
-            return Err(format!("FSI-收费批次[{bch}]已结算，请先撤销结算"));
-        }
-        let hit = |f: &FeeLine| f.state == FeeState::Uploaded && (all || f.chrg_bchno == bch);
-        if !v.fees.iter().any(hit) {
-            return Err("FSI-未找到可撤销的费用明细".into());
-        }
-        if let Some(v) = self.visits.get_mut(id) {
-            for f in v.fees.iter_mut().filter(|f| hit(f)) {
-                f.state = FeeState::Cancelled;
-            }
-        }
-        Ok(json!({}))
+        self.fees_cancel(
+            req,
+            VisitKind::Outpatient,
+            "chrg_bchno",
+            "收费批次",
+            |f| &f.chrg_bchno,
+        )
     }
 
     /// Inpatient fee cancel (2302): one line, or all unsettled lines when
     /// `feedetl_sn` is empty or `0000`.
     fn ipt_fees_cancel(&mut self, req: &Request) -> Out {
+        self.fees_cancel(
+            req,
+            VisitKind::Inpatient,
+            "feedetl_sn",
+            "费用明细",
+            |f| &f.feedetl_sn,
+        )
+    }
+
+    /// Cancels the unsettled fee lines of a visit whose `key` equals the
+    /// input's `field` (empty or `0000`: every unsettled line); a settled
+    /// match is refused.
+    fn fees_cancel(
+        &mut self,
+        req: &Request,
+        kind: VisitKind,
+        field: &str,
+        label: &str,
+        key: fn(&FeeLine) -> &String,
+    ) -> Out {
         let d = node(req, "data");
         let id = s(d, "mdtrt_id");
-        let sn = s(d, "feedetl_sn");
-        let all = sn.is_empty() || sn == "0000";
-        let v = self.open_visit(id, s(d, "psn_no"), VisitKind::Inpatient)?;
+        let want = s(d, field);
+        let all = want.is_empty() || want == "0000";
+        let v = self.open_visit(id, s(d, "psn_no"), kind)?;
         if !all
             && v.fees
                 .iter()
-                .any(|f| f.feedetl_sn == sn && matches!(f.state, FeeState::Settled(_)))
+                .any(|f| key(f) == want && matches!(f.state, FeeState::Settled(_)))
         {
-            return Err(format!("FSI-费用明细[{sn}]已结算，请先撤销结算"));
+            return Err(format!("FSI-{label}[{want}]已结算，请先撤销结算"));
         }
-        let hit = |f: &FeeLine| f.state == FeeState::Uploaded && (all || f.feedetl_sn == sn);
+        let hit = |f: &FeeLine| f.state == FeeState::Uploaded && (all || key(f) == want);
         if !v.fees.iter().any(hit) {
             return Err("FSI-未找到可撤销的费用明细".into());
         }
