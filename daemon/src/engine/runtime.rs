@@ -291,14 +291,6 @@ impl Engine {
             ));
         }
         let sale_key = sale_key(spec, &filled.input);
-        if let Some(k) = &sale_key
-            && let Some(older) = self.journal.unresolved_sale(k).await.map_err(internal)?
-        {
-            return Err(ApiError::outcome_unknown(
-                &older.txn_id,
-                "an earlier attempt of this sale is still being resolved; follow it with txn.get",
-            ));
-        }
         let sign_no = match self.gateway.sign_no().await {
             Outcome::Ok(s) => s,
             Outcome::Rejected { err_msg, .. } => {
@@ -369,6 +361,12 @@ impl Engine {
             Inserted::Existing(e) => {
                 drop(_held);
                 return self.resubmitted(*e, &hash).await;
+            }
+            Inserted::SaleUnresolved(older) => {
+                return Err(ApiError::outcome_unknown(
+                    &older.txn_id,
+                    "an earlier attempt of this sale is still being resolved; follow it with txn.get",
+                ));
             }
         }
         self.publish(&rec);

@@ -262,6 +262,9 @@ pub enum Inserted {
     New,
     /// A record with the same `client_ref` exists already.
     Existing(Box<Record>),
+    /// An unresolved record of the same sale exists (gateway.md §5 rule 3):
+    /// nothing was written.
+    SaleUnresolved(Box<Record>),
 }
 
 /// Counts for `system.info` and the metrics.
@@ -397,7 +400,8 @@ impl Journal {
         rx.await.map_err(|_| JournalError::Closed)?
     }
 
-    /// Writes a new record (durably), or returns the one with the same client_ref.
+    /// Writes a new record (durably), or returns the one with the same
+    /// client_ref, or the unresolved earlier attempt of the same sale.
     pub async fn insert(&self, rec: Record) -> Result<Inserted, JournalError> {
         self.run(move |c| {
             let tx = c.transaction()?;
@@ -410,6 +414,23 @@ impl Journal {
                 .optional()?;
             if let Some(e) = existing {
                 return Ok(Inserted::Existing(Box::new(e?)));
+            }
+            // Checked in the same transaction as the insert, so two attempts
+            // of one sale racing each other cannot both get in.
+            if let Some(k) = &rec.sale_key {
+                let older = tx
+                    .query_row(
+                        &format!(
+                            "SELECT {COLUMNS} FROM txn WHERE sale_key = ?1 AND state NOT IN \
+                             ('succeeded','failed','reversed','reversal_failed') LIMIT 1"
+                        ),
+                        [k],
+                        |r| Ok(from_row(r)),
+                    )
+                    .optional()?;
+                if let Some(o) = older {
+                    return Ok(Inserted::SaleUnresolved(Box::new(o?)));
+                }
             }
             let values = bind(&rec);
             let names: Vec<&str> = values.iter().map(|(k, _)| *k).collect();
@@ -514,16 +535,6 @@ impl Journal {
             let rows = st.query_map([], |r| Ok(from_row(r)))?;
             rows.map(|r| r.map_err(JournalError::from).and_then(|x| x)).collect()
         })
-        .await
-    }
-
-    /// An unresolved record of the same sale, if any (gateway.md §5 rule 3).
-    pub async fn unresolved_sale(&self, sale_key: &str) -> Result<Option<Record>, JournalError> {
-        let k = sale_key.to_string();
-        self.one(
-            "sale_key = ?1 AND state NOT IN ('succeeded','failed','reversed','reversal_failed') LIMIT 1",
-            k,
-        )
         .await
     }
 
