@@ -90,9 +90,42 @@ impl Reporter {
         self.state(ScannerState::Absent, info).await;
     }
 
+    /// A device that is there but would not open: `absent` if its node is
+    /// gone, else `error`; logged once per state, not on every retry.
+    pub(crate) async fn open_failed(&mut self, what: &str, e: &std::io::Error, info: ScannerInfo) {
+        let state = match e.kind() {
+            std::io::ErrorKind::NotFound => ScannerState::Absent,
+            _ => ScannerState::Error(e.to_string()),
+        };
+        if !self.is(&state) {
+            warn!(path = ?info.path, error = %e, "Cannot open the {what}.");
+        }
+        self.state(state, info).await;
+    }
+
     /// Sends a scan; false when the receiver is gone (shutting down).
     pub(crate) async fn scan(&self, scan: Scan) -> bool {
         self.tx.send(ScannerEvent::Scan(scan)).await.is_ok()
+    }
+}
+
+/// Waits, while the scanner is not connected, for its device to (re)appear:
+/// an event on `subsystems`, a change in `folder`, the `retry` delay, or
+/// cancellation. Arm requests meanwhile are answered by nothing: ignored.
+pub(crate) async fn wait_for_device(
+    watch: &mut crate::hotplug::Watch,
+    subsystems: &[&str],
+    folder: Option<&mut crate::hotplug::FolderWatch>,
+    retry: Option<std::time::Duration>,
+    control: &mut mpsc::Receiver<Control>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> crate::hotplug::Wake {
+    tokio::select! {
+        w = watch.wait(subsystems, folder, retry, cancel) => w,
+        Some(_) = control.recv() => {
+            debug!("Arm request while the scanner is not connected: ignored.");
+            crate::hotplug::Wake::Changed
+        }
     }
 }
 

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use ybpos_config::Scanner;
 
+use crate::common::wait_for_device;
 use crate::common::{Claims, Control, Reporter, info, to_scan};
 use crate::hotplug::{Hotplug, Wake};
 use crate::scan::{ScannerEvent, ScannerState};
@@ -91,26 +92,15 @@ pub(crate) async fn run(
                     }
                 }
                 Err(e) => {
-                    let state = match e.kind() {
-                        std::io::ErrorKind::NotFound => ScannerState::Absent,
-                        _ => ScannerState::Error(e.to_string()),
-                    };
-                    if !reporter.is(&state) {
-                        warn!(path = %found.path.display(), error = %e, "Cannot open the HID-POS scanner.");
-                    }
                     reporter
-                        .state(state, info(&found.path, found.usb.as_ref()))
+                        .open_failed("HID-POS scanner", &e, info(&found.path, found.usb.as_ref()))
                         .await;
                 }
             },
         }
-        let woke = tokio::select! {
-            w = watch.wait(&["hidraw"], None, reporter.retry(), &cancel) => w,
-            Some(_) = control.recv() => {
-                debug!("Arm request while the scanner is not connected: ignored.");
-                Wake::Changed
-            }
-        };
+        let retry = reporter.retry();
+        let woke =
+            wait_for_device(&mut watch, &["hidraw"], None, retry, &mut control, &cancel).await;
         if woke == Wake::Cancelled {
             return;
         }

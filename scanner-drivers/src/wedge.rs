@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use ybpos_config::{AltCodeMode, Scanner};
 
+use crate::common::wait_for_device;
 use crate::common::{Claim, Claims, Control, Reporter, frame_to_scan};
 use crate::hotplug::{Hotplug, Wake};
 use crate::scan::{ScannerEvent, ScannerInfo, ScannerState};
@@ -79,10 +80,8 @@ pub(crate) async fn run(
                 continue;
             }
         }
-        let woke = tokio::select! {
-            w = watch.wait(&["usb"], None, reporter.retry(), &cancel) => w,
-            Some(_) = control.recv() => Wake::Changed,
-        };
+        let retry = reporter.retry();
+        let woke = wait_for_device(&mut watch, &["usb"], None, retry, &mut control, &cancel).await;
         if woke == Wake::Cancelled {
             return;
         }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use ybpos_config::{Parity, Scanner};
 
+use crate::common::wait_for_device;
 use crate::common::{Claims, Control, Reporter, frame_to_scan, info};
 use crate::hotplug::{FolderWatch, Hotplug, Wake};
 use crate::scan::{ScannerEvent, ScannerState};
@@ -77,14 +78,9 @@ pub(crate) async fn run(
                         continue;
                     }
                     Err(e) => {
-                        let state = match e.kind() {
-                            std::io::ErrorKind::NotFound => ScannerState::Absent,
-                            _ => ScannerState::Error(e.to_string()),
-                        };
-                        if !reporter.is(&state) {
-                            debug!(path = %path.display(), error = %e, "Cannot open the scanner port.");
-                        }
-                        reporter.state(state, info(&path, usb.as_ref())).await;
+                        reporter
+                            .open_failed("scanner port", &e, info(&path, usb.as_ref()))
+                            .await;
                         retry = reporter.retry();
                     }
                 },
@@ -94,13 +90,15 @@ pub(crate) async fn run(
         }
         // Wait for the device to (re)appear: a tty uevent or a change in the
         // configured path's folder. Arm requests meanwhile are ignored.
-        let woke = tokio::select! {
-            w = watch.wait(&["tty"], folder.as_mut(), retry, &cancel) => w,
-            Some(_) = control.recv() => {
-                debug!("Arm request while the scanner is not connected: ignored.");
-                Wake::Changed
-            }
-        };
+        let woke = wait_for_device(
+            &mut watch,
+            &["tty"],
+            folder.as_mut(),
+            retry,
+            &mut control,
+            &cancel,
+        )
+        .await;
         if woke == Wake::Cancelled {
             return;
         }
