@@ -385,6 +385,35 @@ impl Client {
         }
     }
 
+    /// Reads the next line exactly as the daemon sent it (golden tests).
+    pub async fn read_line_raw(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match tokio::time::timeout(Duration::from_secs(30), self.rd.read_line(&mut line)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => None,
+            Ok(Ok(_)) => Some(line.trim_end_matches('\n').to_string()),
+            Err(_) => panic!("no message from the daemon within 30 s"),
+        }
+    }
+
+    /// One call; the answer line exactly as the daemon sent it (notifications
+    /// that arrive first are kept in [`Client::notifications`]).
+    pub async fn call_raw(&mut self, method: &str, params: Value) -> String {
+        let id = self.send(method, params).await;
+        loop {
+            let line = self
+                .read_line_raw()
+                .await
+                .expect("connection closed before the answer");
+            let m: Value = serde_json::from_str(&line).expect("daemon sent JSON");
+            if m.get("id") == Some(&json!(id)) {
+                return line;
+            }
+            if m.get("method").is_some() {
+                self.notifications.push(m);
+            }
+        }
+    }
+
     /// Sends a request without waiting; returns its id.
     pub async fn send(&mut self, method: &str, params: Value) -> u64 {
         let id = self.next_id;
