@@ -22,7 +22,7 @@ use settlement_client::http::HttpSettings;
 use settlement_client::transport::Endpoints;
 use ybpos_config::{Profile, Terminal};
 use ybpos_daemon::engine::Engine;
-use ybpos_daemon::engine::runtime::{EngineSettings, Submit};
+use ybpos_daemon::engine::{EngineSettings, Submit};
 use ybpos_daemon::events::EventBus;
 use ybpos_daemon::journal::Journal;
 use ybpos_daemon::sessions::Sessions;
@@ -125,7 +125,7 @@ fn bench(c: &mut Criterion) {
         let s = sale(n);
         let t0 = Instant::now();
         let r = rt.block_on(e.submit(s)).unwrap();
-        assert_eq!(r["state"], "succeeded");
+        assert_eq!(r.state, ybpos_daemon::engine::machine::State::Succeeded);
         let at = arrival.lock().unwrap().take().unwrap();
         lat.push(at.duration_since(t0));
     }

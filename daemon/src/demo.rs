@@ -9,15 +9,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rand::Rng;
-use serde_json::{Value, json};
+use scanner_drivers::ScannerState;
 use serialport::{SerialPort, TTYPort};
 use settlement_client::auth::Signer;
 use settlement_client::sim::{SimSettings, Simulator};
 use tokio::io::AsyncBufReadExt;
 
-use crate::api::error::ApiError;
 use crate::run::{Daemon, Extras};
-use crate::service::DemoScanner;
+use crate::service::{DemoError, DemoPerson, DemoScanned, DemoScanner};
 
 /// The demo's virtual scanner: writes codes into the pty the daemon reads.
 #[derive(Debug)]
@@ -35,11 +34,10 @@ impl VirtualScanner {
         }
     }
 
-    fn write(&self, bytes: &[u8]) -> Result<(), ApiError> {
+    fn write(&self, bytes: &[u8]) -> Result<(), DemoError> {
         let mut m = self.master.lock().unwrap_or_else(|e| e.into_inner());
-        m.write_all(bytes)
-            .and_then(|_| m.flush())
-            .map_err(|e| ApiError::internal(format!("virtual scanner: {e}")))
+        m.write_all(bytes).and_then(|_| m.flush())?;
+        Ok(())
     }
 }
 
@@ -58,44 +56,45 @@ impl DemoScanner for VirtualScanner {
         person: Option<&str>,
         kind: &str,
         text: Option<&str>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<DemoScanned, DemoError> {
         if let Some(t) = text {
             self.write(format!("{t}\r").as_bytes())?;
-            return Ok(json!({"kind": "text", "text": t}));
+            return Ok(DemoScanned::Text(t.to_string()));
         }
-        let (text, who) = match kind {
+        let (text, person) = match kind {
             "medical" => {
                 let who = person.unwrap_or("0");
-                let c = self.sim.issue_code(who).ok_or_else(|| {
-                    ApiError::invalid_params(
-                        "person",
-                        format!("no test person {who:?}; try 0, 1, 2 or 3"),
-                    )
-                })?;
-                let name = self.sim.with_state(|s| {
+                let c = self
+                    .sim
+                    .issue_code(who)
+                    .ok_or_else(|| DemoError::NoSuchPerson(who.to_string()))?;
+                let psn_name = self.sim.with_state(|s| {
                     s.find_person(&c.psn_no)
                         .map(|i| s.accounts[i].person.name.to_string())
                         .unwrap_or_default()
                 });
-                (c.code, json!({"psn_no": c.psn_no, "psn_name": name}))
+                let person = DemoPerson {
+                    psn_no: c.psn_no,
+                    psn_name,
+                };
+                (c.code, Some(person))
             }
-            "wechat" => (digits("13", 18), Value::Null),
-            "alipay" => (digits("28", 18), Value::Null),
-            "unionpay" => (digits("62", 19), Value::Null),
+            "wechat" => (digits("13", 18), None),
+            "alipay" => (digits("28", 18), None),
+            "unionpay" => (digits("62", 19), None),
             "garbage" => {
                 self.write(b"\x00\x01\x1b[garbage\xff\xfe\r")?;
-                return Ok(json!({"kind": "garbage"}));
+                return Ok(DemoScanned::Garbage);
             }
-            other => {
-                return Err(ApiError::invalid_params(
-                    "kind",
-                    format!("{other:?}: use medical, wechat, alipay, unionpay or garbage"),
-                ));
-            }
+            other => return Err(DemoError::UnknownKind(other.to_string())),
         };
         // An AIM prefix, as a real QR scanner configured to send one would.
         self.write(format!("]Q1{text}\r").as_bytes())?;
-        Ok(json!({"kind": kind, "text": text, "person": who}))
+        Ok(DemoScanned::Code {
+            kind: kind.to_string(),
+            text,
+            person,
+        })
     }
 }
 
@@ -155,7 +154,13 @@ pub async fn run() -> anyhow::Result<()> {
     .await?;
     // Let the scanner connect before inviting scans.
     for _ in 0..50 {
-        if daemon.service.hub.list()[0]["state"] == "connected" {
+        if daemon
+            .service
+            .hub
+            .list()
+            .first()
+            .is_some_and(|s| s.state == ScannerState::Connected)
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -218,7 +223,7 @@ Try it:
                 };
                 match r {
                     Ok(v) => println!("scanned: {}", describe(&v)),
-                    Err(e) => println!("cannot scan: {}", e.message),
+                    Err(e) => println!("cannot scan: {e}"),
                 }
             }
         }
@@ -229,17 +234,20 @@ Try it:
     Ok(())
 }
 
-fn describe(v: &Value) -> String {
-    match v["kind"].as_str() {
-        Some("medical") => format!(
-            "a test 医保码 for {} (psn_no {})",
-            v["person"]["psn_name"].as_str().unwrap_or("?"),
-            v["person"]["psn_no"].as_str().unwrap_or("?")
-        ),
-        Some("wechat") => "a WeChat payment code".into(),
-        Some("alipay") => "an Alipay payment code".into(),
-        Some("unionpay") => "a UnionPay code".into(),
-        Some("garbage") => "line noise (the daemon drops it with a log line)".into(),
-        _ => format!("the text {:?}", v["text"].as_str().unwrap_or("")),
+fn describe(v: &DemoScanned) -> String {
+    match v {
+        DemoScanned::Code {
+            kind,
+            person: Some(p),
+            ..
+        } if kind == "medical" => format!("a test 医保码 for {} (psn_no {})", p.psn_name, p.psn_no),
+        DemoScanned::Code { kind, text, .. } => match kind.as_str() {
+            "wechat" => "a WeChat payment code".into(),
+            "alipay" => "an Alipay payment code".into(),
+            "unionpay" => "a UnionPay code".into(),
+            _ => format!("the text {text:?}"),
+        },
+        DemoScanned::Garbage => "line noise (the daemon drops it with a log line)".into(),
+        DemoScanned::Text(t) => format!("the text {t:?}"),
     }
 }

@@ -2,19 +2,54 @@
 //!
 //! The same result for every credential, so patients without a smartphone
 //! (ID card `02`, social-security card `03`) are served exactly like those
-//! who show the code (`01`).
+//! who show the code (`01`). A lookup ends in an [`Identified`] person or a
+//! [`LookupError`]; the API renders both.
 
 use std::sync::Arc;
 
 use chrono::Local;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use settlement_client::decode::DecodeContext;
 use settlement_client::redact::Masked;
 use settlement_client::{Gateway, Outcome};
 use tracing::{Instrument, info, warn};
 
-use crate::api::error::ApiError;
 use crate::sessions::{Credential, Session, Sessions};
+
+/// Why an identity lookup failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// Decode refused the code (used, expired, not a 医保码 …).
+    #[error("decode refused the code ({code}): {message}")]
+    DecodeRefused {
+        /// The platform's code.
+        code: i64,
+        /// The platform's message.
+        message: String,
+    },
+    /// 1101 refused the person (unknown, not insured …).
+    #[error("1101 refused ({infcode}): {err_msg}")]
+    Rejected {
+        /// The platform's `infcode`.
+        infcode: i64,
+        /// The platform's message.
+        err_msg: String,
+    },
+    /// The gateway could not be reached, or did not answer.
+    #[error("the gateway could not be reached: {0}")]
+    Unreachable(String),
+}
+
+/// A resolved person, with the session later transactions use.
+#[derive(Debug, Clone)]
+pub struct Identified {
+    /// The new session (credential, psn_no, where insured, expiry).
+    pub session: Session,
+    /// The decode answer's data (医保码 only).
+    pub decode: Option<Map<String, Value>>,
+    /// The 1101 `output` as the platform sent it (`baseinfo`, `insuinfo`, `idetinfo`).
+    pub person: Value,
+}
 
 /// A credential as given by the client (`identity.lookup` `credential`).
 #[derive(Clone)]
@@ -72,15 +107,23 @@ impl Identity {
         }
     }
 
-    /// Decode (if a code) + 1101 → identity result JSON with a new session.
-    pub async fn lookup(&self, business_type: &str, given: Given) -> Result<Value, ApiError> {
+    /// Decode (if a code) + 1101 → the person, with a new session.
+    pub async fn lookup(
+        &self,
+        business_type: &str,
+        given: Given,
+    ) -> Result<Identified, LookupError> {
         let span = tracing::info_span!("identity", business_type, credential = ?given);
         self.lookup_inner(business_type, given)
             .instrument(span)
             .await
     }
 
-    async fn lookup_inner(&self, business_type: &str, given: Given) -> Result<Value, ApiError> {
+    async fn lookup_inner(
+        &self,
+        business_type: &str,
+        given: Given,
+    ) -> Result<Identified, LookupError> {
         let t = self.gateway.terminal();
         let (credential, decode, input) = match given {
             Given::Qr(code) => {
@@ -97,11 +140,14 @@ impl Identity {
                     Outcome::Ok(d) => d,
                     Outcome::Rejected { infcode, err_msg } => {
                         info!(code = %Masked(&code), infcode, "Decode refused the code.");
-                        return Err(ApiError::decode_failed(infcode, &err_msg));
+                        return Err(LookupError::DecodeRefused {
+                            code: infcode,
+                            message: err_msg,
+                        });
                     }
                     Outcome::NotSent { reason } | Outcome::Unknown { reason } => {
                         warn!(%reason, "Decode did not complete.");
-                        return Err(ApiError::gateway_unreachable(&reason));
+                        return Err(LookupError::Unreachable(reason));
                     }
                 };
                 let cred = Credential {
@@ -118,7 +164,7 @@ impl Identity {
                     "certno": d.id_no(),
                     "psn_name": d.user_name(),
                 }});
-                (cred, Some(Value::Object(d.data)), input)
+                (cred, Some(d.data), input)
             }
             Given::IdCard { certno, psn_name } => {
                 let input = json!({"data": {
@@ -161,11 +207,11 @@ impl Identity {
             Outcome::Ok(r) => r.output.unwrap_or(Value::Null),
             Outcome::Rejected { infcode, err_msg } => {
                 info!(infcode, "1101 refused.");
-                return Err(ApiError::gateway_rejected(infcode, &err_msg));
+                return Err(LookupError::Rejected { infcode, err_msg });
             }
             Outcome::NotSent { reason } | Outcome::Unknown { reason } => {
                 warn!(%reason, "1101 did not complete.");
-                return Err(ApiError::gateway_unreachable(&reason));
+                return Err(LookupError::Unreachable(reason));
             }
         };
         let psn_no = person
@@ -174,10 +220,10 @@ impl Identity {
             .unwrap_or_default()
             .to_string();
         if psn_no.is_empty() {
-            return Err(ApiError::gateway_rejected(
-                -1,
-                "1101 answered without baseinfo.psn_no",
-            ));
+            return Err(LookupError::Rejected {
+                infcode: -1,
+                err_msg: "1101 answered without baseinfo.psn_no".into(),
+            });
         }
         let insu: Vec<&Value> = person
             .get("insuinfo")
@@ -199,30 +245,17 @@ impl Identity {
             .collect();
         let session = self.sessions.insert(Session {
             id: String::new(),
-            credential: credential.clone(),
+            credential,
             psn_no,
             insuplc_admdvs,
             insutypes,
             expires_at: Local::now() + self.ttl,
         });
         info!(session = %session.id, psn_no = %Masked(&session.psn_no), "Identity resolved.");
-        let mut cred = json!({
-            "mdtrt_cert_type": credential.mdtrt_cert_type,
-            "mdtrt_cert_no": credential.mdtrt_cert_no,
-        });
-        if let Some(sn) = &credential.card_sn {
-            cred["card_sn"] = Value::String(sn.clone());
-        }
-        Ok(json!({
-            "session_id": session.id,
-            "expires_at": session.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-            "credential": cred,
-            "decode": decode,
-            "person": {
-                "baseinfo": person.get("baseinfo").cloned().unwrap_or(Value::Null),
-                "insuinfo": person.get("insuinfo").cloned().unwrap_or(json!([])),
-                "idetinfo": person.get("idetinfo").cloned().unwrap_or(json!([])),
-            },
-        }))
+        Ok(Identified {
+            session,
+            decode,
+            person,
+        })
     }
 }

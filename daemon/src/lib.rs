@@ -5,13 +5,18 @@
 //! - [`scanhub`]: scanner status, de-duplication, waits, `scan` events.
 //! - [`identity`] and [`sessions`]: decode + 1101 into identity sessions.
 //! - [`engine`] and [`journal`]: journaled, idempotent, self-reversing transactions.
-//! - [`service`]: executes API calls against the parts above.
-//! - [`api`]: JSON-RPC 2.0 types, method parsing, the Unix-socket and
-//!   HTTP/WebSocket transports.
+//! - [`service`]: executes calls against the parts above; answers with
+//!   domain values.
+//! - [`api`]: the edge — JSON-RPC 2.0, method parsing, rendering of domain
+//!   values and errors, the Unix-socket and HTTP/WebSocket transports.
 //! - [`metrics`]: counters and gauges for `GET /metrics`.
 //! - [`events`]: the event bus behind `events.subscribe`.
 //! - [`demo`]: `ybposd --demo`; [`cli`]: the `ybpos` command line.
-//! - [`logging`], [`time`]: small shared helpers.
+//! - [`logging`]: the `tracing` subscriber.
+//!
+//! Layers point one way: `api` → `service` → domain (`engine`, `identity`,
+//! `scanhub`, `journal`) → clients and drivers. Nothing below `api`
+//! imports it.
 
 pub mod api;
 pub mod classify;
@@ -27,4 +32,3 @@ pub mod run;
 pub mod scanhub;
 pub mod service;
 pub mod sessions;
-pub mod time;

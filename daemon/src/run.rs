@@ -22,9 +22,8 @@ use ybpos_config::Config;
 
 use crate::api::http::HttpListener;
 use crate::api::unix;
-use crate::engine::Engine;
-use crate::engine::runtime::EngineSettings;
-use crate::events::EventBus;
+use crate::engine::{Engine, EngineSettings};
+use crate::events::{Event, EventBus};
 use crate::identity::Identity;
 use crate::journal::Journal;
 use crate::scanhub::ScanHub;
@@ -96,8 +95,7 @@ impl Daemon {
         let reader = Arc::new(crate::journal::CountReader::new(&cfg.journal.path));
         let stale = || {
             Local::now()
-                - chrono::Duration::from_std(crate::engine::runtime::STALE_AFTER)
-                    .unwrap_or_default()
+                - chrono::Duration::from_std(crate::engine::STALE_AFTER).unwrap_or_default()
         };
         let m = crate::metrics::global();
         let r = Arc::clone(&reader);
@@ -201,7 +199,7 @@ async fn keep_signed_in(gateway: Arc<Gateway>, events: EventBus, cancel: Cancell
         let s = state.borrow_and_update().clone();
         if published != Some(s.as_str()) {
             published = Some(s.as_str());
-            events.publish("gateway", gateway_event(&s));
+            events.publish(Event::Gateway(s.clone()));
         }
         if matches!(s, LinkState::Offline { .. }) {
             tokio::select! {
@@ -219,16 +217,6 @@ async fn keep_signed_in(gateway: Arc<Gateway>, events: EventBus, cancel: Cancell
             r = state.changed() => if r.is_err() { return },
         }
     }
-}
-
-fn gateway_event(s: &LinkState) -> serde_json::Value {
-    let mut v = serde_json::json!({"state": s.as_str()});
-    match s {
-        LinkState::Online { signed_in_at } => v["signed_in_at"] = signed_in_at.to_rfc3339().into(),
-        LinkState::Offline { reason } => v["reason"] = reason.clone().into(),
-        LinkState::SigningIn => {}
-    }
-    v
 }
 
 /// The daemon's main: load config, start, report ready, run until

@@ -1,5 +1,8 @@
 //! Where scans meet waiters: scanner status, de-duplication, classification,
 //! the `scan` and `scanner` events, and the one-wait-per-scanner rule.
+//!
+//! Answers in its own terms: [`ScannerStatus`] for `scanner.list`,
+//! [`WaitError`] for what can go wrong with a wait; the API renders both.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -9,17 +12,74 @@ use std::time::{Duration, SystemTime};
 
 use regex::Regex;
 use scanner_drivers::{Scan, ScannerEvent, ScannerState};
-use serde_json::{Value, json};
 use settlement_client::redact::Masked;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use ybpos_config::{Config, ScannerTransport};
 
-use crate::api::error::ApiError;
 use crate::classify::{CodeClass, classify};
-use crate::events::EventBus;
-use crate::time::rfc3339;
+use crate::events::{Event, EventBus, ScanEvent};
+
+/// Why a wait for a scan did not give a 医保码.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// The config has no `[[scanner]]` at all.
+    #[error("no scanner is configured")]
+    NoScanner,
+    /// No scanner with this id is configured.
+    #[error("scanner {0:?} is not configured")]
+    NotConfigured(String),
+    /// The scanner is not plugged in (or not yet found).
+    #[error("scanner {0:?} is not connected")]
+    Absent(String),
+    /// The scanner is present but unusable.
+    #[error("scanner {scanner:?} has an error: {error}")]
+    Faulty {
+        /// Which scanner.
+        scanner: String,
+        /// Why (permissions, busy …).
+        error: String,
+    },
+    /// Another wait holds the scanner.
+    #[error("another wait holds scanner {0:?}")]
+    Busy(String),
+    /// The scanner went away while waiting.
+    #[error("scanner {0:?} went away during the wait")]
+    Gone(String),
+    /// Nothing was scanned in time.
+    #[error("nothing was scanned within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// A payment code was scanned instead of a 医保码.
+    #[error("a {} was scanned, not a 医保码", .0.as_str())]
+    PaymentCode(CodeClass),
+    /// The client went away.
+    #[error("the client went away")]
+    Cancelled,
+}
+
+/// One configured scanner as `scanner.list` reports it.
+#[derive(Debug, Clone)]
+pub struct ScannerStatus {
+    /// The configured id.
+    pub id: String,
+    /// How it is attached.
+    pub transport: ScannerTransport,
+    /// Its device node, once known.
+    pub path: Option<PathBuf>,
+    /// USB vendor id, once known.
+    pub vid: Option<u16>,
+    /// USB product id, once known.
+    pub pid: Option<u16>,
+    /// Connected, absent or in error.
+    pub state: ScannerState,
+    /// When it last read a code.
+    pub last_scan_at: Option<SystemTime>,
+    /// Codes read since start (de-duplicated).
+    pub scans: u64,
+    /// A wait holds it now.
+    pub armed: bool,
+}
 
 /// What the daemon knows about one configured scanner.
 #[derive(Debug, Clone)]
@@ -115,11 +175,7 @@ impl ScanHub {
                     st.state = state.clone();
                     drop(g);
                     info!(scanner = %scanner, state = state.as_str(), "Scanner state changed.");
-                    let mut f = json!({"scanner": scanner, "state": state.as_str()});
-                    if let ScannerState::Error(e) = &state {
-                        f["error"] = Value::String(e.clone());
-                    }
-                    self.events.publish("scanner", f);
+                    self.events.publish(Event::Scanner { scanner, state });
                 }
             }
             ScannerEvent::Scan(scan) => self.on_scan(scan),
@@ -172,73 +228,61 @@ impl ScanHub {
             code = %Masked(&c.scan.text),
             "Scan."
         );
-        self.events.publish(
-            "scan",
-            json!({
-                "scan_id": scan_id,
-                "scanner": c.scan.scanner,
-                "at": rfc3339(c.scan.at),
-                "class": class.as_str(),
-                "symbology": c.scan.symbology.map(|s| s.as_aim()),
-                "text": c.scan.text,
-            }),
-        );
+        self.events.publish(Event::Scan(ScanEvent {
+            scan_id,
+            scanner: c.scan.scanner,
+            at: c.scan.at,
+            class,
+            symbology: c.scan.symbology,
+            text: c.scan.text,
+        }));
     }
 
-    /// `scanner.list`.
-    pub fn list(&self) -> Value {
+    /// `scanner.list`: every configured scanner, in config order.
+    pub fn list(&self) -> Vec<ScannerStatus> {
         let g = self.lock();
-        let items: Vec<Value> = self
-            .order
+        self.order
             .iter()
             .filter_map(|id| g.status.get(id).map(|s| (id, s)))
-            .map(|(id, s)| {
-                json!({
-                    "id": id,
-                    "transport": s.transport.as_str(),
-                    "path": s.path.as_ref().map(|p| p.display().to_string()),
-                    "vid": s.vid.map(|v| format!("{v:04x}")),
-                    "pid": s.pid.map(|v| format!("{v:04x}")),
-                    "state": s.state.as_str(),
-                    "error": match &s.state { ScannerState::Error(e) => Value::String(e.clone()), _ => Value::Null },
-                    "last_scan_at": s.last_scan_at.map(rfc3339),
-                    "scans": s.scans,
-                    "armed": g.waiters.get(id.as_str()).is_some_and(|(_, tx)| !tx.is_closed()),
-                })
+            .map(|(id, s)| ScannerStatus {
+                id: id.clone(),
+                transport: s.transport,
+                path: s.path.clone(),
+                vid: s.vid,
+                pid: s.pid,
+                state: s.state.clone(),
+                last_scan_at: s.last_scan_at,
+                scans: s.scans,
+                armed: g
+                    .waiters
+                    .get(id.as_str())
+                    .is_some_and(|(_, tx)| !tx.is_closed()),
             })
-            .collect();
-        Value::Array(items)
+            .collect()
     }
 
     /// Arms a wait on `scanner` (default: the first configured). One wait per scanner.
-    pub fn wait(self: &Arc<Self>, scanner: Option<&str>) -> Result<Waiter, ApiError> {
-        let id =
-            match scanner {
-                Some(s) => s.to_string(),
-                None => self.order.first().cloned().ok_or_else(|| {
-                    ApiError::scanner_unavailable("", "— no scanner is configured")
-                })?,
-            };
+    pub fn wait(self: &Arc<Self>, scanner: Option<&str>) -> Result<Waiter, WaitError> {
+        let id = match scanner {
+            Some(s) => s.to_string(),
+            None => self.order.first().cloned().ok_or(WaitError::NoScanner)?,
+        };
         let mut g = self.lock();
         let Some(st) = g.status.get(&id) else {
-            return Err(ApiError::scanner_unavailable(&id, "is not configured"));
+            return Err(WaitError::NotConfigured(id));
         };
         match &st.state {
             ScannerState::Connected => {}
-            ScannerState::Absent => {
-                return Err(ApiError::scanner_unavailable(&id, "is not connected"));
-            }
+            ScannerState::Absent => return Err(WaitError::Absent(id)),
             ScannerState::Error(e) => {
-                return Err(ApiError::scanner_unavailable(
-                    &id,
-                    &format!("has an error: {e}"),
-                ));
+                let error = e.clone();
+                return Err(WaitError::Faulty { scanner: id, error });
             }
         }
         if let Some((_, tx)) = g.waiters.get(&id)
             && !tx.is_closed()
         {
-            return Err(ApiError::scanner_busy(&id));
+            return Err(WaitError::Busy(id));
         }
         g.next_wait += 1;
         let wait_id = g.next_wait;

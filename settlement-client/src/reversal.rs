@@ -1,10 +1,16 @@
-//! Reading the answer to a 2601 reversal (冲正, gateway.md §5).
+//! Undoing and finding requests whose answer was lost (gateway.md §5): the
+//! request bodies of 2601 (冲正), of the own cancels that undo a fee upload
+//! (2205) or a discharge (2405), and of the visit and fee queries (5201,
+//! 5204) that find a lost registration or upload; and reading their answers.
 //!
-//! The money engine retries a reversal until the answer is definitive. Some
-//! refusals are definitive *and* tell what state the original is in; they
-//! are recognised by message fragments, because the platform gives them all
-//! the same `infcode -1`. The fragments are public so the engine, the
-//! simulator and the tests share one spelling.
+//! The money engine retries a resolution until the answer is definitive.
+//! Some refusals are definitive *and* tell what state the original is in;
+//! they are recognised by message fragments, because the platform gives them
+//! all the same `infcode -1`. The fragments are public so the engine, the
+//! simulator and the tests share one spelling; this is the one place that
+//! knows them.
+
+use serde_json::{Value, json};
 
 use crate::envelope::Response;
 use crate::outcome::Outcome;
@@ -91,6 +97,53 @@ impl ReversalAnswer {
     }
 }
 
+/// Fragments of the platform's answer to a cancel (2205, 2405) or a query
+/// (5201, 5204) that finds nothing to act on [guess: the simulator's
+/// wording; real gateways word it their own way].
+pub const NOTHING_FOUND: &[&str] = &["未找到", "不存在", "未办理"];
+
+/// Whether a refusal says there was nothing to cancel or find.
+pub fn finds_nothing(err_msg: &str) -> bool {
+    NOTHING_FOUND.iter().any(|p| err_msg.contains(p))
+}
+
+/// The `input` of a 2601 reversal of the request `omsgid` (`oinfno`).
+pub fn reversal_input(psn_no: &str, omsgid: &str, oinfno: &str) -> Value {
+    json!({"data": {"psn_no": psn_no, "omsgid": omsgid, "oinfno": oinfno}})
+}
+
+/// The `input` of a 2205 cancelling the fee lines of `chrg_bchno` (it names
+/// the whole batch, not single lines).
+pub fn fee_cancel_input(psn_no: &str, mdtrt_id: &str, chrg_bchno: &str) -> Value {
+    json!({"data": {"mdtrt_id": mdtrt_id, "chrg_bchno": chrg_bchno, "psn_no": psn_no}})
+}
+
+/// The `input` of a 2405 cancelling the discharge of `mdtrt_id`.
+pub fn discharge_cancel_input(psn_no: &str, mdtrt_id: &str) -> Value {
+    json!({"data": {"mdtrt_id": mdtrt_id, "psn_no": psn_no}})
+}
+
+/// The `input` of a 5201 visit query (the visits of `psn_no` from
+/// `begntime` of `med_type`).
+pub fn visit_query_input(psn_no: &str, begntime: &str, med_type: &str) -> Value {
+    json!({"data": {"psn_no": psn_no, "begntime": begntime, "med_type": med_type}})
+}
+
+/// The `input` of a 5204 fee query (the fee lines of `mdtrt_id`).
+pub fn fee_query_input(psn_no: &str, mdtrt_id: &str) -> Value {
+    json!({"data": {"psn_no": psn_no, "mdtrt_id": mdtrt_id}})
+}
+
+/// The visits (`mdtrtinfo[]`) of a 5201 answer's `output`; empty when absent.
+pub fn visits(output: &Value) -> &[Value] {
+    output["mdtrtinfo"].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// The fee lines (`feedetail[]`) of a 5204 answer's `output`; empty when absent.
+pub fn fee_lines(output: &Value) -> &[Value] {
+    output["feedetail"].as_array().map_or(&[], Vec::as_slice)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +200,23 @@ mod tests {
             }
             .original_is_void()
         );
+    }
+
+    #[test]
+    fn bodies_and_lists() {
+        assert_eq!(
+            reversal_input("P", "M", "2102").to_string(),
+            r#"{"data":{"psn_no":"P","omsgid":"M","oinfno":"2102"}}"#
+        );
+        assert_eq!(
+            fee_cancel_input("P", "V", "B").to_string(),
+            r#"{"data":{"mdtrt_id":"V","chrg_bchno":"B","psn_no":"P"}}"#
+        );
+        assert!(finds_nothing("FSI-就诊信息不存在"));
+        assert!(!finds_nothing("FSI-系统繁忙"));
+        let out = json!({"mdtrtinfo": [{"mdtrt_id": "1"}], "feedetail": "x"});
+        assert_eq!(visits(&out).len(), 1);
+        assert!(fee_lines(&out).is_empty());
+        assert!(visits(&Value::Null).is_empty());
     }
 }

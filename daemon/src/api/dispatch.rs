@@ -1,5 +1,5 @@
-//! What every transport does with a message: parse it, run it on the
-//! connection, answer it, count it. Transports only move bytes.
+//! What every transport does with a message: parse it, run it for the
+//! caller, render and answer it, count it. Transports only move bytes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,22 +8,34 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug};
 
-use super::conn::Conn;
 use super::error::ApiError;
-use super::{jsonrpc, methods};
+use super::{jsonrpc, methods, render};
 use crate::metrics;
-use crate::service::Service;
+use crate::service::{Caller, Outbox, Service};
 
-/// Parses and executes one request (shared by every transport), counting it
-/// in `ybpos_api_requests_total`.
+/// Messages queued to one client before event forwarding waits (and lags).
+pub const OUTBOX: usize = 256;
+
+/// The outbox of a long-lived connection whose messages go to `tx`:
+/// notifications are rendered as JSON-RPC.
+pub fn outbox(tx: mpsc::Sender<Value>) -> Outbox {
+    Outbox::new(tx, render::notice)
+}
+
+/// Parses, executes and renders one request (shared by every transport),
+/// counting it in `ybpos_api_requests_total`.
 pub async fn dispatch(
     service: &Service,
     method: &str,
     params: &Map<String, Value>,
-    conn: &Arc<Conn>,
+    caller: &Caller,
 ) -> Result<Value, ApiError> {
     let r = match methods::parse(method, params) {
-        Ok(call) => service.execute(call, conn).await,
+        Ok(call) => service
+            .execute(call, caller)
+            .await
+            .map(render::answer)
+            .map_err(ApiError::from),
         Err(e) => Err(e),
     };
     let outcome = match &r {
@@ -52,7 +64,7 @@ pub fn count_invalid(e: &ApiError) {
 #[must_use = "a bad message's answer must be sent"]
 pub fn handle_message(
     service: &Arc<Service>,
-    conn: &Arc<Conn>,
+    caller: &Arc<Caller>,
     bytes: &[u8],
     out: &mpsc::Sender<Value>,
     inflight: &Arc<AtomicUsize>,
@@ -67,14 +79,14 @@ pub fn handle_message(
         }
     };
     let service = Arc::clone(service);
-    let conn2 = Arc::clone(conn);
+    let caller2 = Arc::clone(caller);
     let out = out.clone();
     let inflight2 = Arc::clone(inflight);
     inflight.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("rpc", method = %req.method);
-    conn.tracker.spawn(
+    caller.tracker.spawn(
         async move {
-            let answer = dispatch(&service, req.method.as_str(), &req.params, &conn2).await;
+            let answer = dispatch(&service, req.method.as_str(), &req.params, &caller2).await;
             if let Some(id) = req.id {
                 let msg = match answer {
                     Ok(v) => jsonrpc::result(&id, v),

@@ -1,6 +1,12 @@
-//! API errors: the codes and `data.kind` names of local-api.md, in one place.
+//! API errors: the codes and `data.kind` names of local-api.md, in one
+//! place, and how each domain error maps to them (`From<…> for ApiError`).
 
 use serde_json::{Map, Value, json};
+
+use crate::engine::{TxnError, TxnKey};
+use crate::identity::LookupError;
+use crate::scanhub::WaitError;
+use crate::service::{DemoError, ServiceError};
 
 /// An error answered to a client.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,5 +180,100 @@ impl ApiError {
     /// 5001.
     pub fn overloaded(message: impl Into<String>) -> Self {
         Self::new(5001, "overloaded", message, json!({}))
+    }
+}
+
+impl From<WaitError> for ApiError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::NoScanner => Self::scanner_unavailable("", "— no scanner is configured"),
+            WaitError::NotConfigured(id) => Self::scanner_unavailable(&id, "is not configured"),
+            WaitError::Absent(id) => Self::scanner_unavailable(&id, "is not connected"),
+            WaitError::Faulty { scanner, error } => {
+                Self::scanner_unavailable(&scanner, &format!("has an error: {error}"))
+            }
+            WaitError::Busy(id) => Self::scanner_busy(&id),
+            WaitError::Gone(id) => Self::scanner_unavailable(&id, "went away during the wait"),
+            WaitError::Timeout(t) => Self::scan_timeout(t.as_millis() as u64),
+            WaitError::PaymentCode(k) => Self::not_medical_code(k.as_str(), k.cashier_hint()),
+            WaitError::Cancelled => Self::internal("client disconnected"),
+        }
+    }
+}
+
+impl From<LookupError> for ApiError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::DecodeRefused { code, message } => Self::decode_failed(code, &message),
+            LookupError::Rejected { infcode, err_msg } => Self::gateway_rejected(infcode, &err_msg),
+            LookupError::Unreachable(reason) => Self::gateway_unreachable(&reason),
+        }
+    }
+}
+
+impl From<TxnError> for ApiError {
+    fn from(e: TxnError) -> Self {
+        match e {
+            TxnError::InternalInfno(_) => {
+                Self::invalid_params("infno", "this transaction is run by the daemon itself")
+            }
+            TxnError::UnknownInfno(infno) => {
+                Self::invalid_params("infno", format!("unknown transaction {infno:?}"))
+            }
+            TxnError::MissingField(field) => {
+                Self::invalid_params(&field, "is required for this transaction")
+            }
+            TxnError::NoInsuranceArea => Self::invalid_params(
+                "insuplc_admdvs",
+                "give session_id (or insuplc_admdvs) so the envelope names where the person is insured",
+            ),
+            TxnError::BadNode(field) => Self::invalid_params(&field, "must be an object or a list"),
+            TxnError::SessionExpired(id) => Self::session_expired(&id),
+            TxnError::DuplicateClientRef(r) => Self::duplicate_client_ref(&r),
+            TxnError::SaleUnresolved { txn_id } => Self::outcome_unknown(
+                &txn_id,
+                "an earlier attempt of this sale is still being resolved; follow it with txn.get",
+            ),
+            TxnError::GatewayUnreachable(reason) => Self::gateway_unreachable(&reason),
+            TxnError::Prepare(e) => Self::internal(e),
+            TxnError::Journal(e) => Self::internal(e.to_string()),
+            TxnError::Vanished => Self::internal("record vanished"),
+            TxnError::Transition(e) => Self::internal(e.to_string()),
+            TxnError::NotFound(TxnKey::TxnId(_)) => {
+                Self::invalid_params("txn_id", "no such transaction")
+            }
+            TxnError::NotFound(TxnKey::ClientRef(_)) => {
+                Self::invalid_params("client_ref", "no such transaction")
+            }
+        }
+    }
+}
+
+impl From<DemoError> for ApiError {
+    fn from(e: DemoError) -> Self {
+        match e {
+            DemoError::NoSuchPerson(_) => Self::invalid_params("person", e.to_string()),
+            DemoError::UnknownKind(_) => Self::invalid_params("kind", e.to_string()),
+            DemoError::Write(_) => Self::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Wait(e) => e.into(),
+            ServiceError::Lookup(e) => e.into(),
+            ServiceError::Txn(e) => e.into(),
+            ServiceError::Demo(e) => e.into(),
+            ServiceError::NoSuchSubscription => {
+                Self::invalid_params("subscription", "no such subscription on this connection")
+            }
+            ServiceError::NeedsLongLivedConnection => Self::invalid_request(
+                "events need a long-lived connection: use the Unix socket or the WebSocket",
+            ),
+            ServiceError::NotDemo => Self::method_not_found("demo.scan"),
+            ServiceError::TaskFailed(e) => Self::internal(e),
+        }
     }
 }

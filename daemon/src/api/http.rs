@@ -66,14 +66,14 @@ use tower::ServiceExt as _;
 use tracing::{Instrument, debug, info, warn};
 use ybpos_config::Api;
 
-use super::conn::{Conn, OUTBOX};
-use super::dispatch::{count_invalid, dispatch, handle_message};
+use super::dispatch::{OUTBOX, count_invalid, dispatch, handle_message, outbox};
 use super::error::ApiError;
 use super::guard::{Guard, Refusal, Token};
 use super::jsonrpc;
 use super::token::{self, TokenFileError};
 use crate::metrics;
-use crate::service::Service;
+use crate::service::{Caller, Service};
+use scanner_drivers::ScannerState;
 
 /// How long `/healthz` waits for the core before answering 503.
 pub const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
@@ -552,13 +552,13 @@ async fn rpc(State(st): State<Shared>, req: Request) -> Response {
     };
     // One request, one connection-like scope: dropping this future (the
     // client went away) cancels the request's waits.
-    let conn = Arc::new(Conn::new(st.0.cancel.child_token(), None));
-    let _cancel_on_drop = conn.cancel.clone().drop_guard();
+    let caller = Arc::new(Caller::new(st.0.cancel.child_token(), None));
+    let _cancel_on_drop = caller.cancel.clone().drop_guard();
     let span = tracing::info_span!("rpc", method = %req.method);
-    let answer = dispatch(&st.0.service, &req.method, &req.params, &conn)
+    let answer = dispatch(&st.0.service, &req.method, &req.params, &caller)
         .instrument(span)
         .await;
-    conn.tracker.close();
+    caller.tracker.close();
     match req.id {
         None => StatusCode::NO_CONTENT.into_response(),
         Some(id) => {
@@ -595,9 +595,11 @@ async fn healthz(State(st): State<Shared>) -> Response {
         (scanners, gateway)
     });
     match tokio::time::timeout(HEALTH_DEADLINE, probe).await {
-        Ok(Ok((scanners, gateway))) => {
-            let list = scanners.as_array().map(Vec::as_slice).unwrap_or_default();
-            let connected = list.iter().filter(|s| s["state"] == "connected").count();
+        Ok(Ok((list, gateway))) => {
+            let connected = list
+                .iter()
+                .filter(|s| s.state == ScannerState::Connected)
+                .count();
             json_response(
                 StatusCode::OK,
                 &json!({
@@ -631,13 +633,9 @@ async fn metrics_text(State(st): State<Shared>) -> Response {
             settlement_client::LinkState::Online { .. }
         );
         m.gateway_online.set(&[], i64::from(online));
-        if let Value::Array(list) = service.hub.list() {
-            for s in list {
-                if let Some(id) = s["id"].as_str() {
-                    m.scanner_connected
-                        .set(&[id], i64::from(s["state"] == "connected"));
-                }
-            }
+        for s in service.hub.list() {
+            m.scanner_connected
+                .set(&[&s.id], i64::from(s.state == ScannerState::Connected));
         }
         m.render()
     })
@@ -699,7 +697,7 @@ async fn session(mut socket: WebSocket, st: Shared, slot: Slot) {
     let cfg = &st.0.cfg;
     let cancel = st.0.cancel.child_token();
     let (out_tx, mut out_rx) = mpsc::channel::<Value>(OUTBOX);
-    let conn = Arc::new(Conn::new(cancel.clone(), Some(out_tx.clone())));
+    let caller = Arc::new(Caller::new(cancel.clone(), Some(outbox(out_tx.clone()))));
     let inflight = Arc::new(AtomicUsize::new(0));
     let idle = tokio::time::sleep(cfg.idle_timeout);
     tokio::pin!(idle);
@@ -716,7 +714,7 @@ async fn session(mut socket: WebSocket, st: Shared, slot: Slot) {
         let msg = tokio::select! {
             _ = cancel.cancelled() => break End::GoingAway,
             _ = idle.as_mut() => {
-                if inflight.load(Ordering::Relaxed) == 0 && !conn.has_subscriptions() {
+                if inflight.load(Ordering::Relaxed) == 0 && !caller.has_subscriptions() {
                     info!("Idle WebSocket closed.");
                     break End::Idle;
                 }
@@ -729,7 +727,7 @@ async fn session(mut socket: WebSocket, st: Shared, slot: Slot) {
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break End::Gone,
                     Some(Ok(Message::Text(t))) => {
-                        match handle_message(&st.0.service, &conn, t.as_bytes(), &out_tx, &inflight) {
+                        match handle_message(&st.0.service, &caller, t.as_bytes(), &out_tx, &inflight) {
                             Some(bad) => bad,
                             None => continue,
                         }
@@ -761,12 +759,12 @@ async fn session(mut socket: WebSocket, st: Shared, slot: Slot) {
     // Cancel the client's waits and subscriptions; deliver what they still
     // answer while the socket lasts, then close.
     cancel.cancel();
-    conn.tracker.close();
+    caller.tracker.close();
     drop(out_tx);
     let mut open = end != End::Gone;
     loop {
         let v = tokio::select! {
-            _ = conn.tracker.wait() => break,
+            _ = caller.tracker.wait() => break,
             Some(v) = out_rx.recv() => v,
         };
         if open {
@@ -778,7 +776,7 @@ async fn session(mut socket: WebSocket, st: Shared, slot: Slot) {
             open = deliver(&mut socket, &v).await;
         }
     }
-    drop(conn);
+    drop(caller);
     if open {
         let (code, reason) = match end {
             End::Idle => (1000, "idle"),

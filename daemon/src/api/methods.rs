@@ -1,99 +1,23 @@
-//! Requests parsed into typed calls. Handlers never touch devices, the
+//! Requests parsed into typed [`Call`]s. Handlers never touch devices, the
 //! gateway or the journal: they only parse; [`crate::service`] executes.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Local};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::params::Params;
+use crate::engine::machine::State;
+use crate::engine::{Submit, TxnKey};
 use crate::events::TOPICS;
 use crate::identity::Given;
+use crate::service::Call;
 
 /// Default and longest `scan.wait` (local-api.md).
 pub const SCAN_WAIT_DEFAULT: Duration = Duration::from_secs(30);
 /// Longest `scan.wait`.
 pub const SCAN_WAIT_MAX: Duration = Duration::from_secs(120);
-
-/// A parsed API call.
-#[derive(Debug, Clone)]
-pub enum Call {
-    /// `system.info`.
-    SystemInfo,
-    /// `scanner.list`.
-    ScannerList,
-    /// `events.subscribe`.
-    Subscribe {
-        /// Topics wanted.
-        topics: Vec<String>,
-    },
-    /// `events.unsubscribe`.
-    Unsubscribe {
-        /// The id from `events.subscribe`.
-        subscription: String,
-    },
-    /// `scan.wait`.
-    ScanWait {
-        /// 用码业务类型.
-        business_type: String,
-        /// Scanner id (default: the first).
-        scanner: Option<String>,
-        /// How long to wait.
-        timeout: Duration,
-    },
-    /// `identity.lookup`.
-    IdentityLookup {
-        /// 用码业务类型.
-        business_type: String,
-        /// The credential.
-        credential: Given,
-    },
-    /// `txn.submit`.
-    TxnSubmit {
-        /// Caller's idempotency key.
-        client_ref: String,
-        /// Transaction number.
-        infno: String,
-        /// Identity session to fill from.
-        session_id: Option<String>,
-        /// Envelope `insuplc_admdvs` when there is no session (extension).
-        insuplc_admdvs: Option<String>,
-        /// The platform `input`.
-        input: Map<String, Value>,
-    },
-    /// `txn.get`.
-    TxnGet {
-        /// By client_ref …
-        client_ref: Option<String>,
-        /// … or by txn_id.
-        txn_id: Option<String>,
-    },
-    /// `txn.list`.
-    TxnList {
-        /// Created at or after (RFC 3339 or date).
-        since: Option<String>,
-        /// Only this state.
-        state: Option<String>,
-        /// At most this many (default 100, max 1000).
-        limit: usize,
-    },
-    /// `report.usage`.
-    ReportUsage {
-        /// First day (`yyyy-MM-dd`).
-        from: chrono::NaiveDate,
-        /// Last day, inclusive.
-        to: chrono::NaiveDate,
-    },
-    /// `demo.scan` (demo mode only): put a test code into the virtual scanner.
-    DemoScan {
-        /// Test person (index, psn_no or name); default the first.
-        person: Option<String>,
-        /// `medical` (default), `wechat`, `alipay`, `unionpay`, `garbage`.
-        kind: String,
-        /// Exact text to scan instead.
-        text: Option<String>,
-    },
-}
 
 /// Checks a `client_ref`: 1–64 chars of `[A-Za-z0-9._:-]`.
 fn client_ref(p: &Params<'_>) -> Result<String, ApiError> {
@@ -109,6 +33,32 @@ fn client_ref(p: &Params<'_>) -> Result<String, ApiError> {
         ));
     }
     Ok(r)
+}
+
+/// `since` of `txn.list`: RFC 3339, or a date (local midnight).
+fn since(s: &str) -> Result<DateTime<Local>, ApiError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Local))
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| ())
+                .and_then(|d| d.and_hms_opt(0, 0, 0).ok_or(()))
+                .and_then(|d| d.and_local_timezone(Local).single().ok_or(()))
+        })
+        .map_err(|_| ApiError::invalid_params("since", "must be RFC 3339 or yyyy-MM-dd"))
+}
+
+/// `state` of `txn.list`: a record state's API spelling.
+fn state(s: &str) -> Result<State, ApiError> {
+    State::parse(s).ok_or_else(|| {
+        ApiError::invalid_params(
+            "state",
+            format!(
+                "must be one of {}",
+                State::ALL.map(State::as_str).join(", ")
+            ),
+        )
+    })
 }
 
 fn date(p: &Params<'_>, k: &str) -> Result<chrono::NaiveDate, ApiError> {
@@ -215,34 +165,43 @@ pub fn parse(method: &str, params: &Map<String, Value>) -> Result<Call, ApiError
             let client_ref = client_ref(&p)?;
             let infno = p.str("infno")?;
             let input = p.object("input")?.clone();
-            Call::TxnSubmit {
+            Call::TxnSubmit(Submit {
                 client_ref,
                 infno,
                 session_id: p.opt_str("session_id")?,
                 insuplc_admdvs: p.opt_str("insuplc_admdvs")?,
                 input,
-            }
+            })
         }
         "txn.get" => {
             let client_ref = p.opt_str("client_ref")?;
             let txn_id = p.opt_str("txn_id")?;
-            if client_ref.is_none() && txn_id.is_none() {
-                return Err(ApiError::invalid_params(
-                    "client_ref",
-                    "give client_ref or txn_id",
-                ));
+            // By txn_id when both are given.
+            match (txn_id, client_ref) {
+                (Some(t), _) => Call::TxnGet(TxnKey::TxnId(t)),
+                (None, Some(c)) => Call::TxnGet(TxnKey::ClientRef(c)),
+                (None, None) => {
+                    return Err(ApiError::invalid_params(
+                        "client_ref",
+                        "give client_ref or txn_id",
+                    ));
+                }
             }
-            Call::TxnGet { client_ref, txn_id }
         }
-        "txn.list" => Call::TxnList {
-            since: p.opt_str("since")?,
-            state: p.opt_str("state")?,
-            limit: match p.opt_u64("limit")? {
+        "txn.list" => {
+            let since_text = p.opt_str("since")?;
+            let state_text = p.opt_str("state")?;
+            let limit = match p.opt_u64("limit")? {
                 None => 100,
                 Some(n) if (1..=1000).contains(&n) => n as usize,
                 Some(_) => return Err(ApiError::invalid_params("limit", "must be 1–1000")),
-            },
-        },
+            };
+            Call::TxnList {
+                since: since_text.as_deref().map(since).transpose()?,
+                state: state_text.as_deref().map(state).transpose()?,
+                limit,
+            }
+        }
         "report.usage" => {
             let from = date(&p, "from")?;
             let to = date(&p, "to")?;

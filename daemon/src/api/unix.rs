@@ -25,14 +25,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, warn};
 use ybpos_config::Api;
 
-use super::conn::{Conn, OUTBOX};
+use super::dispatch::{self, OUTBOX};
 use super::error::ApiError;
-use super::{dispatch, jsonrpc};
+use super::jsonrpc;
 use crate::metrics;
-use crate::service::Service;
-
-/// Moved to [`super::dispatch`]; kept here for existing callers.
-pub use super::dispatch::dispatch;
+use crate::service::{Caller, Service};
 
 /// Binding the socket failed.
 #[derive(Debug, thiserror::Error)]
@@ -168,7 +165,10 @@ async fn connection(
 ) {
     let (rd, mut wr) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Value>(OUTBOX);
-    let conn = Arc::new(Conn::new(cancel.clone(), Some(out_tx.clone())));
+    let caller = Arc::new(Caller::new(
+        cancel.clone(),
+        Some(dispatch::outbox(out_tx.clone())),
+    ));
     let writer_cancel = cancel.clone();
     let writer = tokio::spawn(async move {
         while let Some(v) = out_rx.recv().await {
@@ -192,7 +192,7 @@ async fn connection(
         };
         let frame = match next {
             Err(_idle) => {
-                if inflight.load(Ordering::Relaxed) == 0 && !conn.has_subscriptions() {
+                if inflight.load(Ordering::Relaxed) == 0 && !caller.has_subscriptions() {
                     info!("Idle connection closed.");
                     break;
                 }
@@ -218,16 +218,16 @@ async fn connection(
         if line.is_empty() {
             continue;
         }
-        if let Some(bad) = dispatch::handle_message(&service, &conn, line, &out_tx, &inflight) {
+        if let Some(bad) = dispatch::handle_message(&service, &caller, line, &out_tx, &inflight) {
             let _ = out_tx.send(bad).await;
         }
     }
     // The client is gone (or we close): cancel its waits and subscriptions.
     cancel.cancel();
-    conn.tracker.close();
-    conn.tracker.wait().await;
+    caller.tracker.close();
+    caller.tracker.wait().await;
     drop(out_tx);
-    drop(conn);
+    drop(caller);
     let _ = writer.await;
 }
 

@@ -6,9 +6,12 @@
 //! owns the connection; async callers send it closures.
 //!
 //! - [`schema`]: versioned migrations.
-//! - [`Record`]: one transaction as stored.
+//! - [`record`]: one transaction as stored ([`Record`], [`Problem`]).
 
+pub mod record;
 pub mod schema;
+
+pub use record::{Problem, Record, Reversal};
 
 use std::path::{Path, PathBuf};
 
@@ -42,70 +45,6 @@ impl From<rusqlite::Error> for JournalError {
     fn from(e: rusqlite::Error) -> Self {
         JournalError::Db(e.to_string())
     }
-}
-
-/// The undo of a record whose outcome was unknown (2601 or its own cancel).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reversal {
-    /// msgid of the latest attempt.
-    pub msgid: String,
-    /// `2601` or the cancel's infno.
-    pub infno: String,
-    /// `sent`, `succeeded`, `refused`, `unknown`, `not_sent`.
-    pub state: String,
-    /// Attempts so far.
-    pub attempts: u32,
-}
-
-/// One transaction as journaled.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    /// Daemon-assigned id.
-    pub txn_id: String,
-    /// The caller's idempotency key.
-    pub client_ref: String,
-    /// Transaction number.
-    pub infno: String,
-    /// Hash of what the caller sent (infno, input, session), for idempotency.
-    pub request_hash: String,
-    /// The identity session used, if any.
-    pub session_id: Option<String>,
-    /// The platform `input` as sent (session fields filled in).
-    pub input: Value,
-    /// Envelope `insuplc_admdvs`.
-    pub insuplc_admdvs: String,
-    /// The person, when known.
-    pub psn_no: String,
-    /// The credential type used (`01` 医保码, `02`, `03`), for `report.usage`.
-    pub mdtrt_cert_type: String,
-    /// Identifies "the same sale" across client_refs (rule 3), for settlements.
-    pub sale_key: Option<String>,
-    /// msgid of the request.
-    pub msgid: String,
-    /// The envelope as posted (journaled before it leaves).
-    pub request: Option<String>,
-    /// State.
-    pub state: State,
-    /// What kind of failure, when `Failed`.
-    pub fail_kind: Option<FailKind>,
-    /// The gateway's `output` on success.
-    pub output: Option<Value>,
-    /// `{kind, infcode, err_msg, reason}` on failure.
-    pub error: Option<Value>,
-    /// The undo, once started.
-    pub reversal: Option<Reversal>,
-    /// Requests posted for this record.
-    pub attempts: u32,
-    /// `setl_id` from the output of a settlement or cancel.
-    pub setl_id: Option<String>,
-    /// For cancels: the `setl_id` they cancel.
-    pub cancels_setl_id: Option<String>,
-    /// When the request was last posted (the reversal grace counts from here).
-    pub sent_at: Option<DateTime<Local>>,
-    /// Created.
-    pub created_at: DateTime<Local>,
-    /// Last change.
-    pub updated_at: DateTime<Local>,
 }
 
 fn ts(t: &DateTime<Local>) -> String {
@@ -167,7 +106,7 @@ fn from_row(r: &Row<'_>) -> Result<Record, JournalError> {
         state: State::parse(&state).ok_or_else(|| corrupt(format!("state {state:?}")))?,
         fail_kind: parse_fail_kind(r.get(13)?),
         output: json(r.get(14)?)?,
-        error: json(r.get(15)?)?,
+        error: json(r.get(15)?)?.map(Problem::from_json),
         reversal: match reversal_msgid {
             Some(msgid) => Some(Reversal {
                 msgid,
@@ -228,7 +167,10 @@ fn bind(rec: &Record) -> Vec<Bound> {
             ":output",
             Box::new(rec.output.as_ref().map(Value::to_string)),
         ),
-        (":error", Box::new(rec.error.as_ref().map(Value::to_string))),
+        (
+            ":error",
+            Box::new(rec.error.as_ref().map(|p| p.to_json().to_string())),
+        ),
         (":reversal_msgid", Box::new(rv.map(|r| r.msgid.clone()))),
         (":reversal_infno", Box::new(rv.map(|r| r.infno.clone()))),
         (":reversal_state", Box::new(rv.map(|r| r.state.clone()))),

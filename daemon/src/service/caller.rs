@@ -1,5 +1,6 @@
-//! Per-connection state shared by the transports: cancellation when the
-//! client goes away, the outbox for event notifications, subscriptions.
+//! Who a call comes from: the transport's connection as the service sees
+//! it — when it goes away ([`Caller::cancel`]), where its event
+//! notifications go ([`Outbox`]) and its subscriptions.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,26 +11,58 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Messages queued to one client before event forwarding waits (and lags).
-pub const OUTBOX: usize = 256;
+use crate::events::Event;
 
-/// One client connection.
+/// Something a subscription delivers.
+#[derive(Debug, Clone, Copy)]
+pub enum Notice<'a> {
+    /// An event of a subscribed topic.
+    Event(&'a Event),
+    /// The subscriber fell behind and missed this many events.
+    Lagged(u64),
+}
+
+/// Turns a subscription's notice into the transport's message.
+pub type Render = fn(subscription: &str, notice: Notice<'_>) -> Value;
+
+/// Where a connection's notifications go; the transport renders them.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Value>,
+    render: Render,
+}
+
+impl Outbox {
+    /// Notifications rendered with `render` into the connection's queue `tx`.
+    pub fn new(tx: mpsc::Sender<Value>, render: Render) -> Self {
+        Outbox { tx, render }
+    }
+
+    /// Queues a notice (waits while the queue is full); false when the
+    /// connection is gone.
+    pub async fn send(&self, subscription: &str, notice: Notice<'_>) -> bool {
+        let msg = (self.render)(subscription, notice);
+        self.tx.send(msg).await.is_ok()
+    }
+}
+
+/// One client connection, as the service sees it.
 #[derive(Debug)]
-pub struct Conn {
+pub struct Caller {
     /// Cancelled when the client disconnects (cancels its waits).
     pub cancel: CancellationToken,
     /// Where notifications go; `None` for one-shot HTTP requests.
-    pub outbox: Option<mpsc::Sender<Value>>,
+    pub outbox: Option<Outbox>,
     /// The connection's background tasks (event forwarders).
     pub tracker: TaskTracker,
     subs: Mutex<HashMap<String, CancellationToken>>,
     next_sub: AtomicU64,
 }
 
-impl Conn {
-    /// A connection that can receive notifications through `outbox`.
-    pub fn new(cancel: CancellationToken, outbox: Option<mpsc::Sender<Value>>) -> Self {
-        Conn {
+impl Caller {
+    /// A caller that can receive notifications through `outbox`.
+    pub fn new(cancel: CancellationToken, outbox: Option<Outbox>) -> Self {
+        Caller {
             cancel,
             outbox,
             tracker: TaskTracker::new(),

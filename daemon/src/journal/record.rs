@@ -1,0 +1,206 @@
+//! One transaction as journaled: [`Record`], its undo ([`Reversal`]) and
+//! what went wrong with it ([`Problem`]).
+
+use chrono::{DateTime, Local};
+use serde_json::{Value, json};
+
+use crate::engine::machine::{FailKind, State};
+
+/// What went wrong with a record, or what is unknown about it.
+///
+/// Stored in the journal as JSON (`{"kind": …, …}`); [`Problem::to_json`]
+/// and [`Problem::from_json`] keep that form stable across versions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    /// The gateway said no.
+    GatewayRejected {
+        /// The platform's `infcode`.
+        infcode: i64,
+        /// The platform's message.
+        err_msg: String,
+    },
+    /// The request never left this machine (safe to send again).
+    GatewayUnreachable {
+        /// Why.
+        reason: String,
+    },
+    /// The daemon stopped before sending it (safe to send again).
+    NotSent {
+        /// Why.
+        reason: String,
+    },
+    /// Nobody knows whether the gateway committed it.
+    OutcomeUnknown {
+        /// Why.
+        reason: String,
+    },
+    /// The undo was refused: needs a person.
+    ReversalRefused {
+        /// The platform's `infcode`.
+        infcode: i64,
+        /// The platform's message.
+        err_msg: String,
+    },
+    /// A form this version does not know (written by another version): kept as stored.
+    Other(Value),
+}
+
+impl Problem {
+    /// The kind's name (`gateway_rejected`, `gateway_unreachable`, …).
+    pub fn kind(&self) -> &str {
+        match self {
+            Problem::GatewayRejected { .. } => "gateway_rejected",
+            Problem::GatewayUnreachable { .. } => "gateway_unreachable",
+            Problem::NotSent { .. } => "not_sent",
+            Problem::OutcomeUnknown { .. } => "outcome_unknown",
+            Problem::ReversalRefused { .. } => "reversal_refused",
+            Problem::Other(v) => v["kind"].as_str().unwrap_or(""),
+        }
+    }
+
+    /// The stored form.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Problem::GatewayRejected { infcode, err_msg }
+            | Problem::ReversalRefused { infcode, err_msg } => {
+                json!({"kind": self.kind(), "infcode": infcode, "err_msg": err_msg})
+            }
+            Problem::GatewayUnreachable { reason }
+            | Problem::NotSent { reason }
+            | Problem::OutcomeUnknown { reason } => json!({"kind": self.kind(), "reason": reason}),
+            Problem::Other(v) => v.clone(),
+        }
+    }
+
+    /// Reads the stored form; anything unexpected is kept as [`Problem::Other`].
+    pub fn from_json(v: Value) -> Problem {
+        let Some(m) = v.as_object() else {
+            return Problem::Other(v);
+        };
+        let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+        let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+        let parsed = match (text("kind").as_deref(), keys.as_slice()) {
+            (Some(kind), ["kind", "infcode", "err_msg"]) => {
+                match (m["infcode"].as_i64(), text("err_msg")) {
+                    (Some(infcode), Some(err_msg)) if kind == "gateway_rejected" => {
+                        Some(Problem::GatewayRejected { infcode, err_msg })
+                    }
+                    (Some(infcode), Some(err_msg)) if kind == "reversal_refused" => {
+                        Some(Problem::ReversalRefused { infcode, err_msg })
+                    }
+                    _ => None,
+                }
+            }
+            (Some(kind), ["kind", "reason"]) => text("reason").and_then(|reason| match kind {
+                "gateway_unreachable" => Some(Problem::GatewayUnreachable { reason }),
+                "not_sent" => Some(Problem::NotSent { reason }),
+                "outcome_unknown" => Some(Problem::OutcomeUnknown { reason }),
+                _ => None,
+            }),
+            _ => None,
+        };
+        parsed.unwrap_or(Problem::Other(v))
+    }
+}
+
+/// The undo of a record whose outcome was unknown (2601 or its own cancel).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reversal {
+    /// msgid of the latest attempt.
+    pub msgid: String,
+    /// `2601` or the cancel's infno.
+    pub infno: String,
+    /// `sent`, `succeeded`, `refused`, `unknown`, `not_sent`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: u32,
+}
+
+/// One transaction as journaled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Daemon-assigned id.
+    pub txn_id: String,
+    /// The caller's idempotency key.
+    pub client_ref: String,
+    /// Transaction number.
+    pub infno: String,
+    /// Hash of what the caller sent (infno, input, session), for idempotency.
+    pub request_hash: String,
+    /// The identity session used, if any.
+    pub session_id: Option<String>,
+    /// The platform `input` as sent (session fields filled in).
+    pub input: Value,
+    /// Envelope `insuplc_admdvs`.
+    pub insuplc_admdvs: String,
+    /// The person, when known.
+    pub psn_no: String,
+    /// The credential type used (`01` 医保码, `02`, `03`), for `report.usage`.
+    pub mdtrt_cert_type: String,
+    /// Identifies "the same sale" across client_refs (rule 3), for settlements.
+    pub sale_key: Option<String>,
+    /// msgid of the request.
+    pub msgid: String,
+    /// The envelope as posted (journaled before it leaves).
+    pub request: Option<String>,
+    /// State.
+    pub state: State,
+    /// What kind of failure, when `Failed`.
+    pub fail_kind: Option<FailKind>,
+    /// The gateway's `output` on success.
+    pub output: Option<Value>,
+    /// Why it failed, or what is unknown about it.
+    pub error: Option<Problem>,
+    /// The undo, once started.
+    pub reversal: Option<Reversal>,
+    /// Requests posted for this record.
+    pub attempts: u32,
+    /// `setl_id` from the output of a settlement or cancel.
+    pub setl_id: Option<String>,
+    /// For cancels: the `setl_id` they cancel.
+    pub cancels_setl_id: Option<String>,
+    /// When the request was last posted (the reversal grace counts from here).
+    pub sent_at: Option<DateTime<Local>>,
+    /// Created.
+    pub created_at: DateTime<Local>,
+    /// Last change.
+    pub updated_at: DateTime<Local>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_keep_their_stored_form() {
+        for p in [
+            Problem::GatewayRejected {
+                infcode: -1,
+                err_msg: "FSI-x".into(),
+            },
+            Problem::ReversalRefused {
+                infcode: 7,
+                err_msg: "y".into(),
+            },
+            Problem::GatewayUnreachable { reason: "r".into() },
+            Problem::NotSent { reason: "r".into() },
+            Problem::OutcomeUnknown { reason: "r".into() },
+        ] {
+            let stored = p.to_json();
+            assert_eq!(stored["kind"], p.kind());
+            assert_eq!(Problem::from_json(stored.clone()), p);
+            assert_eq!(Problem::from_json(stored.clone()).to_json(), stored);
+        }
+        // Forms of other versions survive unchanged.
+        for v in [
+            json!({"kind": "gateway_rejected", "infcode": "x", "err_msg": "m"}),
+            json!({"kind": "outcome_unknown", "reason": "r", "extra": 1}),
+            json!({"kind": "new_kind", "reason": "r"}),
+            json!("text"),
+        ] {
+            let p = Problem::from_json(v.clone());
+            assert!(matches!(p, Problem::Other(_)), "{v}");
+            assert_eq!(p.to_json(), v);
+        }
+    }
+}
