@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::Local;
 use serde_json::{Map, Value, json};
-use settlement_client::decode::DecodeContext;
+use settlement_client::decode::{DecodeContext, Decoded};
 use settlement_client::redact::Masked;
 use settlement_client::{Gateway, Outcome};
 use tracing::{Instrument, info, warn};
@@ -124,47 +124,11 @@ impl Identity {
         business_type: &str,
         given: Given,
     ) -> Result<Identified, LookupError> {
-        let t = self.gateway.terminal();
         let (credential, decode, input) = match given {
             Given::Qr(code) => {
-                let ctx = DecodeContext {
-                    business_type: business_type.to_string(),
-                    org_id: t.fixmedins_code.clone(),
-                    operator_id: t.opter.clone(),
-                    operator_name: t.opter_name.clone(),
-                    ..DecodeContext::default()
-                };
-                let outcome = self.gateway.decode(&code, &ctx).await;
-                count("1162", outcome.class());
-                let d = match outcome {
-                    Outcome::Ok(d) => d,
-                    Outcome::Rejected { infcode, err_msg } => {
-                        info!(code = %Masked(&code), infcode, "Decode refused the code.");
-                        return Err(LookupError::DecodeRefused {
-                            code: infcode,
-                            message: err_msg,
-                        });
-                    }
-                    Outcome::NotSent { reason } | Outcome::Unknown { reason } => {
-                        warn!(%reason, "Decode did not complete.");
-                        return Err(LookupError::Unreachable(reason));
-                    }
-                };
-                let cred = Credential {
-                    mdtrt_cert_type: "01".into(),
-                    mdtrt_cert_no: d.ec_token().to_string(),
-                    card_sn: None,
-                };
-                let input = json!({"data": {
-                    "mdtrt_cert_type": "01",
-                    "mdtrt_cert_no": d.ec_token(),
-                    "card_sn": "",
-                    "begntime": "",
-                    "psn_cert_type": d.id_type(),
-                    "certno": d.id_no(),
-                    "psn_name": d.user_name(),
-                }});
-                (cred, Some(d.data), input)
+                let d = self.decode(business_type, &code).await?;
+                let (credential, input) = qr_query(&d);
+                (credential, Some(d.data), input)
             }
             Given::IdCard { certno, psn_name } => {
                 let input = json!({"data": {
@@ -201,56 +165,10 @@ impl Identity {
                 (cred, None, input)
             }
         };
-        let outcome = self.gateway.call("1101", input, "").await;
-        count("1101", outcome.class());
-        let person = match outcome {
-            Outcome::Ok(r) => r.output.unwrap_or(Value::Null),
-            Outcome::Rejected { infcode, err_msg } => {
-                info!(infcode, "1101 refused.");
-                return Err(LookupError::Rejected { infcode, err_msg });
-            }
-            Outcome::NotSent { reason } | Outcome::Unknown { reason } => {
-                warn!(%reason, "1101 did not complete.");
-                return Err(LookupError::Unreachable(reason));
-            }
-        };
-        let psn_no = person
-            .pointer("/baseinfo/psn_no")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if psn_no.is_empty() {
-            return Err(LookupError::Rejected {
-                infcode: -1,
-                err_msg: "1101 answered without baseinfo.psn_no".into(),
-            });
-        }
-        let insu: Vec<&Value> = person
-            .get("insuinfo")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().collect())
-            .unwrap_or_default();
-        let insuplc_admdvs = insu
-            .iter()
-            .find_map(|i| i.get("insuplc_admdvs").and_then(Value::as_str))
-            .unwrap_or_default()
-            .to_string();
-        let insutypes = insu
-            .iter()
-            .filter_map(|i| {
-                i.get("insutype")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .collect();
-        let session = self.sessions.insert(Session {
-            id: String::new(),
-            credential,
-            psn_no,
-            insuplc_admdvs,
-            insutypes,
-            expires_at: Local::now() + self.ttl,
-        });
+        let person = self.person(input).await?;
+        let session =
+            self.sessions
+                .insert(new_session(credential, &person, Local::now() + self.ttl)?);
         info!(session = %session.id, psn_no = %Masked(&session.psn_no), "Identity resolved.");
         Ok(Identified {
             session,
@@ -258,4 +176,109 @@ impl Identity {
             person,
         })
     }
+
+    /// Decodes a 医保码 at the gateway (1162 or the bare decode).
+    async fn decode(&self, business_type: &str, code: &str) -> Result<Decoded, LookupError> {
+        let t = self.gateway.terminal();
+        let ctx = DecodeContext {
+            business_type: business_type.to_string(),
+            org_id: t.fixmedins_code.clone(),
+            operator_id: t.opter.clone(),
+            operator_name: t.opter_name.clone(),
+            ..DecodeContext::default()
+        };
+        let outcome = self.gateway.decode(code, &ctx).await;
+        count("1162", outcome.class());
+        match outcome {
+            Outcome::Ok(d) => Ok(d),
+            Outcome::Rejected { infcode, err_msg } => {
+                info!(code = %Masked(code), infcode, "Decode refused the code.");
+                Err(LookupError::DecodeRefused {
+                    code: infcode,
+                    message: err_msg,
+                })
+            }
+            Outcome::NotSent { reason } | Outcome::Unknown { reason } => {
+                warn!(%reason, "Decode did not complete.");
+                Err(LookupError::Unreachable(reason))
+            }
+        }
+    }
+
+    /// 1101: the person behind a credential (the platform's `output`).
+    async fn person(&self, input: Value) -> Result<Value, LookupError> {
+        let outcome = self.gateway.call("1101", input, "").await;
+        count("1101", outcome.class());
+        match outcome {
+            Outcome::Ok(r) => Ok(r.output.unwrap_or(Value::Null)),
+            Outcome::Rejected { infcode, err_msg } => {
+                info!(infcode, "1101 refused.");
+                Err(LookupError::Rejected { infcode, err_msg })
+            }
+            Outcome::NotSent { reason } | Outcome::Unknown { reason } => {
+                warn!(%reason, "1101 did not complete.");
+                Err(LookupError::Unreachable(reason))
+            }
+        }
+    }
+}
+
+/// The credential and 1101 input of a decoded 医保码 (`01`, the ecToken).
+fn qr_query(d: &Decoded) -> (Credential, Value) {
+    let cred = Credential {
+        mdtrt_cert_type: "01".into(),
+        mdtrt_cert_no: d.ec_token().to_string(),
+        card_sn: None,
+    };
+    let input = json!({"data": {
+        "mdtrt_cert_type": "01",
+        "mdtrt_cert_no": d.ec_token(),
+        "card_sn": "",
+        "begntime": "",
+        "psn_cert_type": d.id_type(),
+        "certno": d.id_no(),
+        "psn_name": d.user_name(),
+    }});
+    (cred, input)
+}
+
+/// A session for the person 1101 answered (its id is set when stored).
+fn new_session(
+    credential: Credential,
+    person: &Value,
+    expires_at: chrono::DateTime<Local>,
+) -> Result<Session, LookupError> {
+    let psn_no = person
+        .pointer("/baseinfo/psn_no")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if psn_no.is_empty() {
+        return Err(LookupError::Rejected {
+            infcode: -1,
+            err_msg: "1101 answered without baseinfo.psn_no".into(),
+        });
+    }
+    let insu: &[Value] = person
+        .get("insuinfo")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let insuplc_admdvs = insu
+        .iter()
+        .find_map(|i| i.get("insuplc_admdvs").and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_string();
+    let insutypes = insu
+        .iter()
+        .filter_map(|i| i.get("insutype").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    Ok(Session {
+        id: String::new(),
+        credential,
+        psn_no,
+        insuplc_admdvs,
+        insutypes,
+        expires_at,
+    })
 }

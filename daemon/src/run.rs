@@ -91,22 +91,7 @@ impl Daemon {
             events.clone(),
         );
         let unresolved = engine.recover().await.context("recovering the journal")?;
-        // The journal gauges, read at scrape time from a read-only connection.
-        let reader = Arc::new(crate::journal::CountReader::new(&cfg.journal.path));
-        let stale = || {
-            Local::now()
-                - chrono::Duration::from_std(crate::engine::STALE_AFTER).unwrap_or_default()
-        };
-        let m = crate::metrics::global();
-        let r = Arc::clone(&reader);
-        m.journal_unresolved
-            .set_value_source(move || r.counts(stale()).map(|c| c.unresolved as i64));
-        let r = Arc::clone(&reader);
-        m.journal_reversal_failed
-            .set_value_source(move || r.counts(stale()).map(|c| c.reversal_failed as i64));
-        let r = reader;
-        m.journal_stale
-            .set_value_source(move || r.counts(stale()).map(|c| c.stale as i64));
+        journal_gauges(&cfg.journal.path);
         if unresolved > 0 {
             warn!(unresolved, "Unfinished transactions found; resolving them.");
         }
@@ -187,6 +172,24 @@ impl Daemon {
         }
         unix::unlink(&self.socket);
     }
+}
+
+/// The journal gauges, read at scrape time from a read-only connection.
+fn journal_gauges(path: &std::path::Path) {
+    let reader = Arc::new(crate::journal::CountReader::new(path));
+    let stale = || {
+        Local::now() - chrono::Duration::from_std(crate::engine::STALE_AFTER).unwrap_or_default()
+    };
+    let m = crate::metrics::global();
+    let r = Arc::clone(&reader);
+    m.journal_unresolved
+        .set_value_source(move || r.counts(stale()).map(|c| c.unresolved as i64));
+    let r = Arc::clone(&reader);
+    m.journal_reversal_failed
+        .set_value_source(move || r.counts(stale()).map(|c| c.reversal_failed as i64));
+    let r = reader;
+    m.journal_stale
+        .set_value_source(move || r.counts(stale()).map(|c| c.stale as i64));
 }
 
 /// Signs in at start, retries with back-off while offline, and publishes

@@ -73,50 +73,14 @@ pub fn parse(method: &str, params: &Map<String, Value>) -> Result<Call, ApiError
     Ok(match method {
         "system.info" => Call::SystemInfo,
         "scanner.list" => Call::ScannerList,
-        "events.subscribe" => {
-            let topics = match params.get("topics") {
-                None => TOPICS.iter().map(|s| s.to_string()).collect(),
-                Some(Value::Array(a)) => {
-                    let mut out = Vec::new();
-                    for t in a {
-                        match t.as_str() {
-                            Some(s) if TOPICS.contains(&s) => out.push(s.to_string()),
-                            _ => {
-                                return Err(ApiError::invalid_params(
-                                    "topics",
-                                    format!("unknown topic {t}; topics are {}", TOPICS.join(", ")),
-                                ));
-                            }
-                        }
-                    }
-                    out
-                }
-                Some(_) => {
-                    return Err(ApiError::invalid_params(
-                        "topics",
-                        "must be a list of topic names",
-                    ));
-                }
-            };
-            Call::Subscribe { topics }
-        }
+        "events.subscribe" => Call::Subscribe {
+            topics: topics(params)?,
+        },
         "events.unsubscribe" => Call::Unsubscribe {
             subscription: p.str("subscription")?,
         },
         "scan.wait" => {
-            let timeout = match p.opt_u64("timeout_ms")? {
-                None => SCAN_WAIT_DEFAULT,
-                Some(0) => {
-                    return Err(ApiError::invalid_params("timeout_ms", "must be at least 1"));
-                }
-                Some(ms) if Duration::from_millis(ms) > SCAN_WAIT_MAX => {
-                    return Err(ApiError::invalid_params(
-                        "timeout_ms",
-                        "must be at most 120000",
-                    ));
-                }
-                Some(ms) => Duration::from_millis(ms),
-            };
+            let timeout = timeout(&p)?;
             Call::ScanWait {
                 business_type: p.business_type()?,
                 scanner: p.opt_str("scanner")?,
@@ -125,40 +89,9 @@ pub fn parse(method: &str, params: &Map<String, Value>) -> Result<Call, ApiError
         }
         "identity.lookup" => {
             let business_type = p.business_type()?;
-            let c = Params(p.object("credential")?);
-            let nested = |mut e: ApiError| {
-                let f = format!(
-                    "credential.{}",
-                    e.data
-                        .get("field")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                );
-                e.message = format!("credential.{}", e.message);
-                e.data.insert("field".into(), Value::String(f));
-                e
-            };
-            let need = |k: &str| c.str(k).map_err(nested);
-            let credential = match need("type")?.as_str() {
-                "qr" => Given::Qr(need("value")?),
-                "id_card" => Given::IdCard {
-                    certno: need("certno")?,
-                    psn_name: c.opt_str("psn_name").map_err(nested)?,
-                },
-                "ss_card" => Given::SsCard {
-                    card_no: need("card_no")?,
-                    card_sn: need("card_sn")?,
-                },
-                other => {
-                    return Err(ApiError::invalid_params(
-                        "credential.type",
-                        format!("must be qr, id_card or ss_card, got {other:?}"),
-                    ));
-                }
-            };
             Call::IdentityLookup {
                 business_type,
-                credential,
+                credential: credential(&p)?,
             }
         }
         "txn.submit" => {
@@ -173,35 +106,8 @@ pub fn parse(method: &str, params: &Map<String, Value>) -> Result<Call, ApiError
                 input,
             })
         }
-        "txn.get" => {
-            let client_ref = p.opt_str("client_ref")?;
-            let txn_id = p.opt_str("txn_id")?;
-            // By txn_id when both are given.
-            match (txn_id, client_ref) {
-                (Some(t), _) => Call::TxnGet(TxnKey::TxnId(t)),
-                (None, Some(c)) => Call::TxnGet(TxnKey::ClientRef(c)),
-                (None, None) => {
-                    return Err(ApiError::invalid_params(
-                        "client_ref",
-                        "give client_ref or txn_id",
-                    ));
-                }
-            }
-        }
-        "txn.list" => {
-            let since_text = p.opt_str("since")?;
-            let state_text = p.opt_str("state")?;
-            let limit = match p.opt_u64("limit")? {
-                None => 100,
-                Some(n) if (1..=1000).contains(&n) => n as usize,
-                Some(_) => return Err(ApiError::invalid_params("limit", "must be 1–1000")),
-            };
-            Call::TxnList {
-                since: since_text.as_deref().map(since).transpose()?,
-                state: state_text.as_deref().map(state).transpose()?,
-                limit,
-            }
-        }
+        "txn.get" => Call::TxnGet(txn_key(&p)?),
+        "txn.list" => txn_list(&p)?,
         "report.usage" => {
             let from = date(&p, "from")?;
             let to = date(&p, "to")?;
@@ -216,6 +122,105 @@ pub fn parse(method: &str, params: &Map<String, Value>) -> Result<Call, ApiError
             text: p.opt_str("text")?,
         },
         other => return Err(ApiError::method_not_found(other)),
+    })
+}
+
+/// `topics` of `events.subscribe` (default: all).
+fn topics(params: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
+    match params.get("topics") {
+        None => Ok(TOPICS.iter().map(|s| s.to_string()).collect()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|t| match t.as_str() {
+                Some(s) if TOPICS.contains(&s) => Ok(s.to_string()),
+                _ => Err(ApiError::invalid_params(
+                    "topics",
+                    format!("unknown topic {t}; topics are {}", TOPICS.join(", ")),
+                )),
+            })
+            .collect(),
+        Some(_) => Err(ApiError::invalid_params(
+            "topics",
+            "must be a list of topic names",
+        )),
+    }
+}
+
+/// `timeout_ms` of `scan.wait`.
+fn timeout(p: &Params<'_>) -> Result<Duration, ApiError> {
+    match p.opt_u64("timeout_ms")? {
+        None => Ok(SCAN_WAIT_DEFAULT),
+        Some(0) => Err(ApiError::invalid_params("timeout_ms", "must be at least 1")),
+        Some(ms) if Duration::from_millis(ms) > SCAN_WAIT_MAX => Err(ApiError::invalid_params(
+            "timeout_ms",
+            "must be at most 120000",
+        )),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// `credential` of `identity.lookup`; errors name `credential.<field>`.
+fn credential(p: &Params<'_>) -> Result<Given, ApiError> {
+    let c = Params(p.object("credential")?);
+    let nested = |mut e: ApiError| {
+        let f = format!(
+            "credential.{}",
+            e.data
+                .get("field")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        );
+        e.message = format!("credential.{}", e.message);
+        e.data.insert("field".into(), Value::String(f));
+        e
+    };
+    let need = |k: &str| c.str(k).map_err(nested);
+    Ok(match need("type")?.as_str() {
+        "qr" => Given::Qr(need("value")?),
+        "id_card" => Given::IdCard {
+            certno: need("certno")?,
+            psn_name: c.opt_str("psn_name").map_err(nested)?,
+        },
+        "ss_card" => Given::SsCard {
+            card_no: need("card_no")?,
+            card_sn: need("card_sn")?,
+        },
+        other => {
+            return Err(ApiError::invalid_params(
+                "credential.type",
+                format!("must be qr, id_card or ss_card, got {other:?}"),
+            ));
+        }
+    })
+}
+
+/// The record `txn.get` names: by `txn_id` when both are given.
+fn txn_key(p: &Params<'_>) -> Result<TxnKey, ApiError> {
+    let client_ref = p.opt_str("client_ref")?;
+    let txn_id = p.opt_str("txn_id")?;
+    match (txn_id, client_ref) {
+        (Some(t), _) => Ok(TxnKey::TxnId(t)),
+        (None, Some(c)) => Ok(TxnKey::ClientRef(c)),
+        (None, None) => Err(ApiError::invalid_params(
+            "client_ref",
+            "give client_ref or txn_id",
+        )),
+    }
+}
+
+/// `txn.list`: types first, then values (so errors come in that order).
+fn txn_list(p: &Params<'_>) -> Result<Call, ApiError> {
+    let since_text = p.opt_str("since")?;
+    let state_text = p.opt_str("state")?;
+    let limit = match p.opt_u64("limit")? {
+        None => 100,
+        Some(n) if (1..=1000).contains(&n) => n as usize,
+        Some(_) => return Err(ApiError::invalid_params("limit", "must be 1–1000")),
+    };
+    Ok(Call::TxnList {
+        since: since_text.as_deref().map(since).transpose()?,
+        state: state_text.as_deref().map(state).transpose()?,
+        limit,
     })
 }
 

@@ -6,8 +6,9 @@
 //!   that request's answer establishes, when to ask again.
 //! - [`request`]: a submission before it is sent — [`Submit`], checks,
 //!   session filling, the idempotency hash and the sale key.
-//! - [`runtime`]: the [`Engine`] — submits, resolves unknown outcomes,
-//!   recovers at start-up; it sends and journals, [`policy`] decides.
+//! - [`runtime`]: the [`Engine`] — submits and recovers at start-up;
+//!   `resolver` (private): works unknown outcomes until final. Both send
+//!   and journal; [`policy`] decides.
 //! - [`report`]: `txn.get`, `txn.list`, `report.usage`.
 //! - [`crash`]: test-only crash points.
 //!
@@ -20,9 +21,11 @@ pub mod machine;
 pub mod policy;
 pub mod report;
 pub mod request;
+mod resolver;
 pub mod runtime;
 
 pub use error::{TxnError, TxnKey};
 pub use report::{DayUsage, Usage};
 pub use request::Submit;
-pub use runtime::{Engine, EngineSettings, STALE_AFTER};
+pub use resolver::STALE_AFTER;
+pub use runtime::{Engine, EngineSettings};
