@@ -125,20 +125,6 @@ pub fn identity(who: &Identified) -> Value {
     })
 }
 
-/// A record's `error`.
-pub fn problem(p: &Problem) -> Value {
-    match p {
-        Problem::GatewayRejected { infcode, err_msg }
-        | Problem::ReversalRefused { infcode, err_msg } => {
-            json!({"kind": p.kind(), "infcode": infcode, "err_msg": err_msg})
-        }
-        Problem::GatewayUnreachable { reason }
-        | Problem::NotSent { reason }
-        | Problem::OutcomeUnknown { reason } => json!({"kind": p.kind(), "reason": reason}),
-        Problem::Other(v) => v.clone(),
-    }
-}
-
 /// A transaction record (local-api.md "Transaction record").
 pub fn record(r: &Record) -> Value {
     json!({
@@ -150,7 +136,9 @@ pub fn record(r: &Record) -> Value {
         "created_at": millis(&r.created_at),
         "updated_at": millis(&r.updated_at),
         "output": r.output,
-        "error": r.error.as_ref().map(problem),
+        // The wire form of a problem is its journaled form (`kind` + fields),
+        // kept stable by `Problem::to_json` and the golden transcript.
+        "error": r.error.as_ref().map(Problem::to_json),
         "reversal": r.reversal.as_ref().map(|x| json!({"msgid": x.msgid, "infno": x.infno, "state": x.state, "attempts": x.attempts})),
         "attempts": r.attempts,
     })
