@@ -14,19 +14,6 @@ use tracing::{debug, info, warn};
 
 use crate::scan::{Scan, ScannerEvent, ScannerInfo, ScannerState};
 
-/// Registers an fd we own with the tokio reactor.
-///
-/// `AsyncFd::new` is deprecated because a caller could close the fd while it
-/// is registered; every `T` here owns its fd (`File`, `OwnedFd`, `Inotify`)
-/// and the fd is closed only when the `AsyncFd` drops, so the concern does
-/// not arise, and the replacement is `unsafe`, which this workspace forbids.
-#[allow(deprecated)]
-pub(crate) fn async_fd<T: std::os::fd::AsRawFd>(
-    t: T,
-) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
-    tokio::io::unix::AsyncFd::new(t)
-}
-
 /// Sent to a back end by [`crate::Drivers::arm`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {

@@ -204,7 +204,7 @@ fn connect(cfg: &Scanner, found: &Found, claims: &Claims) -> std::io::Result<Con
         "HID-POS layout from the report descriptor."
     );
     Ok(Conn {
-        fd: crate::common::async_fd(file)?,
+        fd: crate::reactor::async_fd(file)?,
         layout,
         path: cpath,
         _claim: claim,

@@ -23,6 +23,7 @@ pub mod sysfs;
 
 mod common;
 mod hidpos;
+mod reactor;
 mod wedge;
 
 pub use drivers::{ArmError, Drivers};
