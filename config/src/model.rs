@@ -242,6 +242,11 @@ pub struct Scanner {
     pub idle_gap: Duration,
     /// Longest scan accepted; longer frames are dropped whole.
     pub max_frame: usize,
+    /// HID-POS: how long a scan whose last report was full with "Decode
+    /// Data Continued" set waits for more before it is delivered (clone
+    /// firmware sets the bit on a full final report and sends nothing more;
+    /// `continued_timeout_ms`).
+    pub continued_timeout: Duration,
     /// Alt+numpad decoding for keyboard wedges.
     pub alt_codes: AltCodeMode,
     /// Trigger the scanner when a `scan.wait` arms it (where supported:
