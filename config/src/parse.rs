@@ -474,11 +474,12 @@ fn scanner(file: &Path, dir: &Path, i: usize, t: &Table, p: &mut Problems) -> Op
     let alt_codes = match s.str_or(p, "alt_codes", "unicode").as_str() {
         "unicode" => AltCodeMode::Unicode,
         "gbk" => AltCodeMode::Gbk,
+        "windows-1252" => AltCodeMode::Windows1252,
         other => {
             p.push(
                 file,
                 s.key("alt_codes"),
-                format!("must be unicode or gbk, got {other:?}"),
+                format!("must be unicode, gbk or windows-1252, got {other:?}"),
             );
             AltCodeMode::Unicode
         }

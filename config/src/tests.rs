@@ -247,6 +247,24 @@ continued_timeout_ms = 50
 }
 
 #[test]
+fn alt_codes_windows_1252_is_accepted_and_bad_values_are_named() {
+    let wedge = |mode: &str| {
+        format!(
+            "{MINIMAL}\n[[scanner]]\nid = \"w\"\ntransport = \"hid-keyboard\"\nusb = \"1eab:1a03\"\nalt_codes = \"{mode}\"\n"
+        )
+    };
+    let c = parse(&wedge("windows-1252")).unwrap();
+    assert_eq!(c.scanners[0].alt_codes, AltCodeMode::Windows1252);
+    let e = parse(&wedge("cp437")).unwrap_err();
+    assert_eq!(keys(&e), ["scanner[0].alt_codes"]);
+    assert!(
+        e.0[0].message.contains("windows-1252"),
+        "{}",
+        e.0[0].message
+    );
+}
+
+#[test]
 fn duplicate_scanner_ids_are_refused() {
     let text = format!(
         "{MINIMAL}\n[[scanner]]\nid=\"a\"\ntransport=\"serial\"\npath=\"/dev/x\"\n\n[[scanner]]\nid=\"a\"\ntransport=\"serial\"\npath=\"/dev/y\"\n"

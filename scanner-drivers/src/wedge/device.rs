@@ -83,6 +83,7 @@ pub(super) async fn read(cfg: &Scanner, conn: Conn, link: Link<'_>) -> ReadEnd {
     let mode = match cfg.alt_codes {
         AltCodeMode::Unicode => AltMode::Unicode,
         AltCodeMode::Gbk => AltMode::Gbk,
+        AltCodeMode::Windows1252 => AltMode::Windows1252,
     };
     let mut keys = KeyboardDecoder::new(mode);
     let mut framer = Framer::new(framer_config(cfg));
