@@ -17,6 +17,8 @@
 //!
 //! - `find`: the bound device found with libusb and taken from the kernel.
 //! - `device`: the reader thread, decoding and framing, giving it back.
+//!
+//! [`KeyboardDecoder`]: scanner_codec::hid::KeyboardDecoder
 
 mod device;
 mod find;
