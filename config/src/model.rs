@@ -211,10 +211,14 @@ pub struct UsbMatch {
 /// How Alt+numpad sequences from a keyboard wedge are turned into characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AltCodeMode {
-    /// The decimal number is a Unicode code point.
+    /// `unicode`: the decimal number is a Unicode code point.
     Unicode,
-    /// The decimal number is a GBK (CP936) code.
+    /// `gbk`: the decimal number is a GBK (CP936) code, with or without a
+    /// leading zero (Chinese Windows, where ANSI and OEM are both 936).
     Gbk,
+    /// `windows-1252`: as U.S. Windows reads it, Alt+0nnn in windows-1252
+    /// (ANSI) and Alt+nnn in CP437 (OEM), modulo 256.
+    Windows1252,
 }
 
 /// One configured scanner (`[[scanner]]`).
@@ -242,6 +246,11 @@ pub struct Scanner {
     pub idle_gap: Duration,
     /// Longest scan accepted; longer frames are dropped whole.
     pub max_frame: usize,
+    /// HID-POS: how long a scan whose last report was full with "Decode
+    /// Data Continued" set waits for more before it is delivered (clone
+    /// firmware sets the bit on a full final report and sends nothing more;
+    /// `continued_timeout_ms`).
+    pub continued_timeout: Duration,
     /// Alt+numpad decoding for keyboard wedges.
     pub alt_codes: AltCodeMode,
     /// Trigger the scanner when a `scan.wait` arms it (where supported:

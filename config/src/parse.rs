@@ -12,6 +12,16 @@ use crate::reader::{Problems, Section};
 
 /// Largest frame a scanner may send by default (scanners.md §3.2).
 pub const DEFAULT_MAX_FRAME: u64 = 4096;
+/// Default quiet gap (`continued_timeout_ms`) after which a HID-POS scan
+/// held by a Continued bit on a full final report is delivered: 50 ms is
+/// about 6× the slowest USB poll interval between the reports of one scan
+/// (1–8 ms) and about 6× below the shortest time between two scans by a
+/// person (~300 ms), so neither a real continuation nor the next scan is
+/// mistaken for the other.
+pub const DEFAULT_CONTINUED_TIMEOUT_MS: u64 = 50;
+/// The range accepted for `continued_timeout_ms`: above the poll interval
+/// of any USB scanner, below the time between two scans by a person.
+pub const CONTINUED_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 10..=250;
 /// Default request line / body limit of the local API (local-api.md, Limits).
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1 << 20;
 /// Default connection cap per transport (local-api.md, Limits).
@@ -460,14 +470,16 @@ fn scanner(file: &Path, dir: &Path, i: usize, t: &Table, p: &mut Problems) -> Op
     };
     let idle_gap = ms(s.u64_or(p, "idle_ms", 5..=10_000, 100));
     let max_frame = s.u64_or(p, "max_frame", 16..=(1 << 20), DEFAULT_MAX_FRAME) as usize;
+    let continued_timeout = s.opt_u64(p, "continued_timeout_ms", CONTINUED_TIMEOUT_RANGE_MS);
     let alt_codes = match s.str_or(p, "alt_codes", "unicode").as_str() {
         "unicode" => AltCodeMode::Unicode,
         "gbk" => AltCodeMode::Gbk,
+        "windows-1252" => AltCodeMode::Windows1252,
         other => {
             p.push(
                 file,
                 s.key("alt_codes"),
-                format!("must be unicode or gbk, got {other:?}"),
+                format!("must be unicode, gbk or windows-1252, got {other:?}"),
             );
             AltCodeMode::Unicode
         }
@@ -517,6 +529,13 @@ fn scanner(file: &Path, dir: &Path, i: usize, t: &Table, p: &mut Problems) -> Op
              serial_number or port_path, not path",
         );
     }
+    if transport != ScannerTransport::HidPos && continued_timeout.is_some() {
+        p.push(
+            file,
+            s_key(i, "continued_timeout_ms"),
+            "only hid-pos scanners take a continued_timeout_ms",
+        );
+    }
     if transport != ScannerTransport::Serial && trigger_command.is_some() {
         p.push(
             file,
@@ -546,6 +565,7 @@ fn scanner(file: &Path, dir: &Path, i: usize, t: &Table, p: &mut Problems) -> Op
         framing,
         idle_gap,
         max_frame,
+        continued_timeout: ms(continued_timeout.unwrap_or(DEFAULT_CONTINUED_TIMEOUT_MS)),
         alt_codes,
         trigger_on_wait,
         beep_on_wait,

@@ -194,6 +194,77 @@ transport = "hid-pos"
 }
 
 #[test]
+fn hid_pos_continued_timeout_is_read_and_validated_with_its_key() {
+    let text = format!(
+        r#"{MINIMAL}
+[[scanner]]
+id = "pos"
+transport = "hid-pos"
+continued_timeout_ms = 80
+
+[[scanner]]
+id = "pos2"
+transport = "hid-pos"
+usb = "0c2e:0b87"
+"#
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.scanners[0].continued_timeout, Duration::from_millis(80));
+    assert_eq!(
+        c.scanners[1].continued_timeout,
+        Duration::from_millis(DEFAULT_CONTINUED_TIMEOUT_MS)
+    );
+    let text = format!(
+        r#"{MINIMAL}
+[[scanner]]
+id = "pos"
+transport = "hid-pos"
+continued_timeout_ms = 5
+
+[[scanner]]
+id = "pos2"
+transport = "hid-pos"
+usb = "0c2e:0b87"
+continued_timeout_ms = "fast"
+
+[[scanner]]
+id = "acm"
+transport = "serial"
+path = "/dev/ttyACM0"
+continued_timeout_ms = 50
+"#
+    );
+    let e = parse(&text).unwrap_err();
+    assert_eq!(
+        keys(&e),
+        [
+            "scanner[0].continued_timeout_ms",
+            "scanner[1].continued_timeout_ms",
+            "scanner[2].continued_timeout_ms"
+        ]
+    );
+    assert!(e.0[0].message.contains("10..=250"), "{}", e.0[0].message);
+}
+
+#[test]
+fn alt_codes_windows_1252_is_accepted_and_bad_values_are_named() {
+    let wedge = |mode: &str| {
+        format!(
+            "{MINIMAL}\n[[scanner]]\nid = \"w\"\ntransport = \"hid-keyboard\"\nusb = \"1eab:1a03\"\nalt_codes = \"{mode}\"\n"
+        )
+    };
+    let c = parse(&wedge("windows-1252")).unwrap();
+    assert_eq!(c.scanners[0].alt_codes, AltCodeMode::Windows1252);
+    let e = parse(&wedge("cp437")).unwrap_err();
+    assert_eq!(keys(&e), ["scanner[0].alt_codes"]);
+    assert!(
+        e.0[0].message.contains("windows-1252"),
+        "{}",
+        e.0[0].message
+    );
+}
+
+#[test]
 fn duplicate_scanner_ids_are_refused() {
     let text = format!(
         "{MINIMAL}\n[[scanner]]\nid=\"a\"\ntransport=\"serial\"\npath=\"/dev/x\"\n\n[[scanner]]\nid=\"a\"\ntransport=\"serial\"\npath=\"/dev/y\"\n"

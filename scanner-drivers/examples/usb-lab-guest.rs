@@ -10,7 +10,8 @@
 //!   entries, reading hidraw, libusb (kernel driver detached) and ttyACM.
 //!
 //! Checks, each printed as `LAB ok …` or `LAB FAIL …`: a two-report QR scan
-//! over hidraw; the trigger report arriving at the gadget after `arm`; an
+//! over hidraw; a 112-byte scan whose full last report still says
+//! "continued" (clone firmware) delivered after the quiet gap; the trigger report arriving at the gadget after `arm`; an
 //! exclusive wedge scan with Alt-code Chinese (the interface bound to usbfs,
 //! no input device left); a serial scan; unplug → all `absent`; replug →
 //! all `connected` within 1 s of the node reappearing, and a scan on each;
@@ -127,6 +128,7 @@ fn entry(id: &str, transport: ScannerTransport) -> Scanner {
         framing: Framing::Suffix(b"\r".to_vec()),
         idle_gap: Duration::from_millis(200),
         max_frame: 4096,
+        continued_timeout: Duration::from_millis(ybpos_config::DEFAULT_CONTINUED_TIMEOUT_MS),
         alt_codes: AltCodeMode::Unicode,
         trigger_on_wait: false,
         beep_on_wait: false,
@@ -457,6 +459,32 @@ async fn main() {
         &format!(
             "pos: two-report QR scan over hidraw reassembled ({} chars, ]Q1) {wr:?}",
             code.len()
+        ),
+    );
+
+    // Clone firmware: a 112-byte code (two full reports) whose last report
+    // still has Decode Data Continued set, and nothing after it.
+    let clone: String = (0..112).map(|i| (b'A' + (i % 26) as u8) as char).collect();
+    let mut reports = pos_reports(clone.as_bytes());
+    if let Some(last) = reports.last_mut().and_then(|r| r.last_mut()) {
+        *last = 1;
+    }
+    let mark = log.mark();
+    let sent = Instant::now();
+    let wr = gadget_write("/dev/hidg0", reports).await;
+    let got = log
+        .after(
+            mark,
+            "pos clone-firmware scan",
+            Duration::from_secs(10),
+            |t, e| scan_of(e, "pos").map(|s| (s.text.clone(), *t)),
+        )
+        .await;
+    v.check(
+        wr.is_ok() && got.as_ref().is_some_and(|(text, _)| *text == clone),
+        &format!(
+            "pos: a 112-byte scan whose full last report says Continued is delivered after the quiet gap ({:?} after the write) {wr:?}",
+            got.map(|(_, t)| t.saturating_duration_since(sent))
         ),
     );
 

@@ -1,5 +1,5 @@
-//! What every back end shares: state reports, frames to scans, device claims
-//! among several scanners, and the control messages `Drivers::arm` sends.
+//! What the device back ends share: state reports, frames to scans, the
+//! framer settings of an entry, and device claims among several scanners.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -7,32 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use scanner_codec::aim::{self, Symbology};
-use scanner_codec::framer::{End, FrameEvent};
+use scanner_codec::framer::{End, FrameEvent, FramerConfig};
 use scanner_codec::text;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
+use ybpos_config::Scanner;
 
 use crate::scan::{Scan, ScannerEvent, ScannerInfo, ScannerState};
-
-/// Registers an fd we own with the tokio reactor.
-///
-/// `AsyncFd::new` is deprecated because a caller could close the fd while it
-/// is registered; every `T` here owns its fd (`File`, `OwnedFd`, `Inotify`)
-/// and the fd is closed only when the `AsyncFd` drops, so the concern does
-/// not arise, and the replacement is `unsafe`, which this workspace forbids.
-#[allow(deprecated)]
-pub(crate) fn async_fd<T: std::os::fd::AsRawFd>(
-    t: T,
-) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
-    tokio::io::unix::AsyncFd::new(t)
-}
-
-/// Sent to a back end by [`crate::Drivers::arm`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// A `scan.wait` armed the scanner: trigger a read / beep, as configured.
-    Arm,
-}
 
 /// Sends state events only when the state (or device) changes.
 #[derive(Debug)]
@@ -109,32 +90,25 @@ impl Reporter {
     }
 }
 
-/// Waits, while the scanner is not connected, for its device to (re)appear:
-/// an event on `subsystems`, a change in `folder`, the `retry` delay, or
-/// cancellation. Arm requests meanwhile are answered by nothing: ignored.
-pub(crate) async fn wait_for_device(
-    watch: &mut crate::hotplug::Watch,
-    subsystems: &[&str],
-    folder: Option<&mut crate::hotplug::FolderWatch>,
-    retry: Option<std::time::Duration>,
-    control: &mut mpsc::Receiver<Control>,
-    cancel: &tokio_util::sync::CancellationToken,
-) -> crate::hotplug::Wake {
-    tokio::select! {
-        w = watch.wait(subsystems, folder, retry, cancel) => w,
-        Some(_) = control.recv() => {
-            debug!("Arm request while the scanner is not connected: ignored.");
-            crate::hotplug::Wake::Changed
-        }
-    }
-}
-
 /// Info for a device node.
 pub(crate) fn info(path: &Path, usb: Option<&crate::sysfs::UsbId>) -> ScannerInfo {
     ScannerInfo {
         path: Some(path.to_path_buf()),
         vid: usb.map(|u| u.vid),
         pid: usb.map(|u| u.pid),
+    }
+}
+
+/// The framer settings of a scanner entry (serial and keyboard wedge).
+pub(crate) fn framer_config(cfg: &Scanner) -> FramerConfig {
+    FramerConfig {
+        framing: match &cfg.framing {
+            ybpos_config::Framing::Suffix(s) => scanner_codec::framer::Framing::Suffix(s.clone()),
+            ybpos_config::Framing::StxEtx => scanner_codec::framer::Framing::StxEtx,
+            ybpos_config::Framing::Idle => scanner_codec::framer::Framing::Idle,
+        },
+        max_frame: cfg.max_frame,
+        idle_gap: cfg.idle_gap,
     }
 }
 

@@ -10,7 +10,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use ybpos_config::{Scanner, ScannerTransport};
 
-use crate::common::{Claims, Control};
+use crate::backend::{BackendCtx, Control};
+use crate::common::Claims;
 use crate::hotplug::Hotplug;
 use crate::scan::ScannerEvent;
 
@@ -72,6 +73,7 @@ impl Drivers {
         tracker: TaskTracker,
     ) -> Drivers {
         let claims = Claims::default();
+        let peers: Arc<[Scanner]> = scanners.into();
         let mut control = HashMap::new();
         for cfg in scanners {
             let span =
@@ -84,37 +86,22 @@ impl Drivers {
                     configured: cfg.trigger_on_wait || cfg.beep_on_wait,
                 },
             );
-            let args = (
-                cfg.clone(),
-                tx.clone(),
-                ctl_rx,
-                hotplug.clone(),
-                claims.clone(),
-                cancel.clone(),
-            );
+            let ctx = BackendCtx {
+                cfg: cfg.clone(),
+                peers: Arc::clone(&peers),
+                events: tx.clone(),
+                control: ctl_rx,
+                hotplug: hotplug.clone(),
+                claims: claims.clone(),
+                cancel: cancel.clone(),
+            };
             match cfg.transport {
-                ScannerTransport::Serial => {
-                    let (c, t, r, h, k, x) = args;
-                    tracker.spawn(crate::serial::device::run(c, t, r, h, k, x).instrument(span));
-                }
-                ScannerTransport::HidPos => {
-                    let reserved = scanners
-                        .iter()
-                        .filter(|o| {
-                            o.transport == ScannerTransport::HidPos
-                                && o.id != cfg.id
-                                && o.is_bound()
-                        })
-                        .cloned()
-                        .collect();
-                    let (c, t, r, h, k, x) = args;
-                    tracker.spawn(crate::hidpos::run(reserved, c, t, r, h, k, x).instrument(span));
-                }
+                ScannerTransport::Serial => tracker.spawn(crate::serial::run(ctx).instrument(span)),
+                ScannerTransport::HidPos => tracker.spawn(crate::hidpos::run(ctx).instrument(span)),
                 ScannerTransport::HidKeyboard => {
-                    let (c, t, r, h, k, x) = args;
-                    tracker.spawn(crate::wedge::run(c, t, r, h, k, x).instrument(span));
+                    tracker.spawn(crate::wedge::run(ctx).instrument(span))
                 }
-            }
+            };
         }
         tracker.close();
         Drivers {

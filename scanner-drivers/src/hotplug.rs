@@ -204,7 +204,7 @@ impl AsRawFd for Fd {
 }
 
 async fn read_loop(fd: OwnedFd, tx: broadcast::Sender<Arc<UEvent>>, cancel: CancellationToken) {
-    let fd = match crate::common::async_fd(Fd(fd)) {
+    let fd = match crate::reactor::async_fd(Fd(fd)) {
         Ok(fd) => fd,
         Err(e) => {
             warn!(error = %e, "Cannot register the uevent socket.");
@@ -302,7 +302,7 @@ impl FolderWatch {
         if ino.add_watch(&self.dir, flags).is_err() {
             return;
         }
-        self.fd = crate::common::async_fd(InotifyFd(ino)).ok();
+        self.fd = crate::reactor::async_fd(InotifyFd(ino)).ok();
     }
 
     /// Resolves when something in the folder changed.

@@ -151,6 +151,7 @@ pub(crate) mod tests {
             framing: Framing::Suffix(b"\r".to_vec()),
             idle_gap: Duration::from_millis(100),
             max_frame: 4096,
+            continued_timeout: Duration::from_millis(ybpos_config::DEFAULT_CONTINUED_TIMEOUT_MS),
             alt_codes: AltCodeMode::Unicode,
             trigger_on_wait: false,
             beep_on_wait: false,

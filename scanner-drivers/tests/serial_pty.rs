@@ -28,6 +28,7 @@ fn scanner(path: PathBuf, framing: Framing, max_frame: usize) -> Scanner {
         framing,
         idle_gap: Duration::from_millis(80),
         max_frame,
+        continued_timeout: Duration::from_millis(ybpos_config::DEFAULT_CONTINUED_TIMEOUT_MS),
         alt_codes: AltCodeMode::Unicode,
         trigger_on_wait: false,
         beep_on_wait: false,

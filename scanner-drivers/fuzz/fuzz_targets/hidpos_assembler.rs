@@ -1,6 +1,8 @@
 //! HID-POS: an arbitrary report descriptor, then arbitrary reports through
-//! the assembler. No panic; no scan over `max_frame`; every trigger report
-//! has the length the descriptor declares.
+//! the assembler, whose held-scan deadline is polled as the back end does
+//! (or not, to reach the stale path). No panic; no scan over `max_frame`; a
+//! deadline only while something is held, none after it is polled; every
+//! trigger report has the length the descriptor declares.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -41,7 +43,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let max = 100;
-    let mut asm = PosAssembler::new(layout, max, Duration::from_millis(500));
+    let mut asm = PosAssembler::new(layout, max, Duration::from_millis(500))
+        .with_continued_timeout(Duration::from_millis(50));
     let t0 = Instant::now();
     let mut out = Vec::new();
     let mut i = 0;
@@ -49,9 +52,24 @@ fuzz_target!(|data: &[u8]| {
     while i < rest.len() {
         let n = rest[i] as usize;
         let end = (i + 1 + n).min(rest.len());
-        k += u64::from(rest[i] & 3) * 300;
-        asm.push(&rest[i + 1..end], t0 + Duration::from_millis(k), &mut out);
+        // Report spacing: same instant, within the quiet gap, past it, past
+        // the stale gap.
+        k += [0, 40, 60, 600][usize::from(rest[i] & 3)];
+        let now = t0 + Duration::from_millis(k);
+        // Bit 2 clear: the back end's timer fired first when it was due.
+        if rest[i] & 4 == 0 && asm.deadline().is_some_and(|d| d <= now) {
+            if let Some(ev) = asm.poll(now) {
+                out.push(ev);
+            }
+            assert!(asm.deadline().is_none());
+        }
+        asm.push(&rest[i + 1..end], now, &mut out);
         i = end;
+    }
+    if let Some(d) = asm.deadline() {
+        assert!(d >= t0);
+        out.extend(asm.poll(d));
+        assert!(asm.deadline().is_none());
     }
     for ev in out {
         if let PosEvent::Scan { data, .. } = ev {

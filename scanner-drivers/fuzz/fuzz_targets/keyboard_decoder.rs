@@ -1,5 +1,5 @@
 //! The keyboard-wedge decoder under arbitrary reports (8-byte chunks), in
-//! both Alt-code modes, feeding the framer as the back end does. No panic;
+//! every Alt-code mode, feeding the framer as the back end does. No panic;
 //! output stays proportional to the input.
 #![no_main]
 
@@ -10,7 +10,7 @@ use scanner_codec::framer::{Framer, FramerConfig, Framing};
 use scanner_codec::hid::{AltMode, KeyboardDecoder};
 
 fuzz_target!(|data: &[u8]| {
-    for mode in [AltMode::Unicode, AltMode::Gbk] {
+    for mode in [AltMode::Unicode, AltMode::Gbk, AltMode::Windows1252] {
         let mut d = KeyboardDecoder::new(mode);
         let mut f = Framer::new(FramerConfig {
             framing: Framing::Suffix(b"\r".to_vec()),

@@ -4,7 +4,7 @@
 //! - [`pos`]: HID-POS layout from the descriptor, multi-report reassembly,
 //!   the trigger/beep output report.
 //! - [`keyboard`]: boot keyboard reports to text (US layout, Shift only,
-//!   Alt+numpad in Unicode or GBK).
+//!   Alt+numpad as Unicode, GBK or U.S. Windows reads it).
 
 pub mod descriptor;
 pub mod keyboard;

@@ -7,6 +7,18 @@
 //! Count (Generic Desktop 0x3B). Without a Byte Count the data's NUL padding
 //! is trimmed. [`PosAssembler`] joins reports until the Continued bit is
 //! clear; a scan longer than `max_frame` is dropped whole.
+//!
+//! **A Continued bit with nothing after it.** A clone firmware common in
+//! Chinese scanners sets Decode Data Continued on the *final* report when
+//! its chunk is exactly full (56 data bytes in the usual layout) and then
+//! sends nothing more, so a 56-, 112-, … byte code would wait for the next
+//! scan and be joined to it or dropped with it. A scan whose last report
+//! filled its Decoded Data field with Continued set is therefore *held*:
+//! [`PosAssembler::deadline`] says until when, and [`PosAssembler::poll`]
+//! delivers it once that much quiet has passed (the caller arms a timer
+//! only while something is held). A continuation arriving within the quiet
+//! gap is joined as before; a report with a short chunk and Continued set
+//! (no firmware ends a scan that way) is not held, as before.
 
 use std::time::{Duration, Instant};
 
@@ -216,6 +228,18 @@ fn trigger_layout(d: &Descriptor) -> Option<TriggerLayout> {
     })
 }
 
+/// The default quiet gap after which a held scan is delivered
+/// ([`PosAssembler::with_continued_timeout`]).
+///
+/// 50 ms sits between the two mistakes it must avoid, with the same margin
+/// (about 6×) from each: the reports of one multi-report scan arrive every
+/// USB poll interval, 1 ms on a full-speed scanner and 8 ms at most in the
+/// firmware we know (Honeywell's default `bInterval`), so a real
+/// continuation is never taken for the end of a scan; two scans by a person
+/// are at least ~300 ms apart, so a new scan is never joined to a held one.
+/// The delay it adds to a 56-, 112-, … byte code is not noticeable at a till.
+pub const DEFAULT_CONTINUED_TIMEOUT: Duration = Duration::from_millis(50);
+
 /// What the assembler produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PosEvent {
@@ -244,25 +268,41 @@ pub struct PosAssembler {
     layout: PosLayout,
     max_frame: usize,
     gap: Duration,
+    continued_timeout: Duration,
     buf: Vec<u8>,
     discarded: Option<usize>,
     symbology: Option<Symbology>,
     last: Option<Instant>,
+    /// The last report had Continued set on a full chunk: the scan may
+    /// already be complete (the clone firmware's final report).
+    held_full: bool,
 }
 
 impl PosAssembler {
     /// An assembler for `layout`; scans over `max_frame` bytes are dropped;
-    /// a partial scan older than `gap` is dropped when the next report comes.
+    /// a partial scan older than `gap` is dropped when the next report comes
+    /// (unless [`PosAssembler::poll`] delivered it first, see
+    /// [`PosAssembler::deadline`]). A held scan is delivered after
+    /// [`DEFAULT_CONTINUED_TIMEOUT`] of quiet unless set otherwise.
     pub fn new(layout: PosLayout, max_frame: usize, gap: Duration) -> Self {
         PosAssembler {
             layout,
             max_frame,
             gap,
+            continued_timeout: DEFAULT_CONTINUED_TIMEOUT,
             buf: Vec::new(),
             discarded: None,
             symbology: None,
             last: None,
+            held_full: false,
         }
+    }
+
+    /// Sets the quiet gap after which a held scan (last chunk full,
+    /// Continued set, nothing since) is delivered by [`PosAssembler::poll`].
+    pub fn with_continued_timeout(mut self, quiet: Duration) -> Self {
+        self.continued_timeout = quiet;
+        self
     }
 
     /// The layout in use.
@@ -276,6 +316,30 @@ impl PosAssembler {
         self.discarded = None;
         self.symbology = None;
         self.last = None;
+        self.held_full = false;
+    }
+
+    /// When a held scan is due: the last report's time plus the quiet gap,
+    /// while a scan whose last chunk was full with Continued set waits for
+    /// more. `None` otherwise (idle, or mid-scan after a short chunk), so a
+    /// caller's timer runs only while a scan is held.
+    pub fn deadline(&self) -> Option<Instant> {
+        let holding = !self.buf.is_empty() || self.discarded.is_some();
+        if !(self.held_full && holding) {
+            return None;
+        }
+        self.last.map(|t| t + self.continued_timeout)
+    }
+
+    /// Delivers the held scan if its [`PosAssembler::deadline`] has passed
+    /// by `now` (a `TooLong` when it was over `max_frame`); `None` when
+    /// nothing is due.
+    pub fn poll(&mut self, now: Instant) -> Option<PosEvent> {
+        if self.deadline().is_some_and(|d| now >= d) {
+            self.finish()
+        } else {
+            None
+        }
     }
 
     /// Feeds one raw report (ID byte first when the device uses IDs) that
@@ -308,6 +372,7 @@ impl PosAssembler {
             }
         };
         let more = l.continued.is_some_and(|b| b.get(report));
+        let full = !chunk.is_empty() && chunk.len() == l.data.len;
         let first = self.buf.is_empty() && self.discarded.is_none();
         if first && let Some(pos) = l.symbology {
             self.symbology = symbology_from(pos.map(|p| report.get(p).copied().unwrap_or(0)));
@@ -321,18 +386,24 @@ impl PosAssembler {
             None => self.buf.extend_from_slice(chunk),
         }
         if more {
+            self.held_full = full;
             return;
         }
+        out.extend(self.finish());
+    }
+
+    /// Ends the scan being assembled: a scan, a `TooLong`, or nothing (no
+    /// data); the assembler is then idle.
+    fn finish(&mut self) -> Option<PosEvent> {
         if let Some(len) = self.discarded.take() {
             self.reset();
-            out.push(PosEvent::TooLong { len });
-            return;
+            return Some(PosEvent::TooLong { len });
         }
         let data = std::mem::take(&mut self.buf);
         let symbology = self.symbology.take();
         self.reset();
         if data.is_empty() {
-            return;
+            return None;
         }
         let (in_data, rest) = aim::split(&data);
         let (symbology, data) = match (symbology, in_data) {
@@ -341,9 +412,7 @@ impl PosAssembler {
             (None, None) => (None, data),
         };
         // An identifier with no data (fuzz finding) is not a scan.
-        if !data.is_empty() {
-            out.push(PosEvent::Scan { data, symbology });
-        }
+        (!data.is_empty()).then_some(PosEvent::Scan { data, symbology })
     }
 }
 
@@ -519,6 +588,138 @@ mod tests {
         a.push(&g2, t0 + Duration::from_secs(2), &mut out);
         assert_eq!(out[0], PosEvent::Stale { len: 56 });
         assert!(matches!(&out[1], PosEvent::Scan { data, .. } if data == &[b'2'; 60]));
+    }
+
+    /// One Honeywell-layout report (64 bytes): ID 2, Byte Count, `]Q1`,
+    /// `chunk` NUL-padded to 56 bytes, HHP id `s`, reserved, Continued.
+    fn report(chunk: &[u8], continued: bool) -> Vec<u8> {
+        assert!(chunk.len() <= 56);
+        let mut r = vec![0x02, chunk.len() as u8, b']', b'Q', b'1'];
+        r.extend_from_slice(chunk);
+        r.resize(61, 0);
+        r.extend_from_slice(&[b's', 0x00, u8::from(continued)]);
+        r
+    }
+
+    fn qr(data: &[u8]) -> PosEvent {
+        PosEvent::Scan {
+            data: data.to_vec(),
+            symbology: Some(Symbology {
+                code: b'Q',
+                modifier: b'1',
+            }),
+        }
+    }
+
+    fn honeywell() -> PosAssembler {
+        let l = PosLayout::from_descriptor(&honeywell_desc()).unwrap();
+        PosAssembler::new(l, 4096, Duration::from_millis(500))
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_56_byte_code_ending_in_continued_is_delivered_after_the_quiet_gap() {
+        // The clone firmware: one full report, Continued set, then nothing.
+        let code: Vec<u8> = (0..56).map(|i| b'0' + (i % 10) as u8).collect();
+        let mut a = honeywell();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        a.push(&report(&code, true), t0, &mut out);
+        assert!(out.is_empty(), "held, not delivered: {out:?}");
+        assert_eq!(a.deadline(), Some(t0 + DEFAULT_CONTINUED_TIMEOUT));
+        assert_eq!(a.poll(t0 + 49 * MS), None);
+        assert_eq!(a.poll(t0 + 50 * MS), Some(qr(&code)));
+        // Idle again: no deadline, nothing more.
+        assert_eq!(a.deadline(), None);
+        assert_eq!(a.poll(t0 + 60 * MS), None);
+    }
+
+    #[test]
+    fn a_112_byte_code_of_two_full_reports_is_delivered_after_the_gap() {
+        let code: Vec<u8> = (0..112).map(|i| b'A' + (i % 26) as u8).collect();
+        let mut a = honeywell();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        a.push(&report(&code[..56], true), t0, &mut out);
+        a.push(&report(&code[56..], true), t0 + MS, &mut out);
+        assert!(out.is_empty());
+        // The gap counts from the last report.
+        assert_eq!(a.deadline(), Some(t0 + MS + DEFAULT_CONTINUED_TIMEOUT));
+        assert_eq!(a.poll(t0 + 50 * MS), None);
+        assert_eq!(a.poll(t0 + 51 * MS), Some(qr(&code)));
+    }
+
+    #[test]
+    fn a_continuation_within_the_gap_is_still_joined() {
+        let code: Vec<u8> = (0..60).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut a = honeywell();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        a.push(&report(&code[..56], true), t0, &mut out);
+        // The caller's timer is not due yet: nothing delivered early.
+        assert_eq!(a.poll(t0 + 8 * MS), None);
+        a.push(&report(&code[56..], false), t0 + 8 * MS, &mut out);
+        assert_eq!(out, vec![qr(&code)]);
+        assert_eq!(a.deadline(), None);
+        // Also at the last moment before the gap ends.
+        let mut a = honeywell();
+        let mut out = Vec::new();
+        a.push(&report(&code[..56], true), t0, &mut out);
+        assert_eq!(a.poll(t0 + 49 * MS), None);
+        a.push(&report(&code[56..], false), t0 + 49 * MS, &mut out);
+        assert_eq!(out, vec![qr(&code)]);
+    }
+
+    #[test]
+    fn a_new_scan_after_the_gap_is_not_joined_to_the_held_one() {
+        let first = [b'1'; 56];
+        let second: Vec<u8> = (0..60).map(|i| b'A' + (i % 26) as u8).collect();
+        let mut a = honeywell();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        a.push(&report(&first, true), t0, &mut out);
+        let due = a.deadline().unwrap();
+        out.extend(a.poll(due));
+        // A person's next scan, 300 ms later.
+        let t1 = t0 + 300 * MS;
+        a.push(&report(&second[..56], true), t1, &mut out);
+        a.push(&report(&second[56..], false), t1 + MS, &mut out);
+        assert_eq!(out, vec![qr(&first), qr(&second)]);
+    }
+
+    #[test]
+    fn the_quiet_gap_is_configurable_and_only_a_full_chunk_is_held() {
+        let l = PosLayout::from_descriptor(&honeywell_desc()).unwrap();
+        let mut a = PosAssembler::new(l, 4096, Duration::from_millis(500))
+            .with_continued_timeout(Duration::from_millis(80));
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        a.push(&report(&[b'9'; 56], true), t0, &mut out);
+        assert_eq!(a.deadline(), Some(t0 + 80 * MS));
+        assert_eq!(a.poll(t0 + 79 * MS), None);
+        assert_eq!(a.poll(t0 + 80 * MS), Some(qr(&[b'9'; 56])));
+        // Continued on a short chunk is a scan still in progress, as before:
+        // no deadline, and it goes stale only when a late report comes.
+        a.push(&report(b"SHORT", true), t0, &mut out);
+        assert_eq!(a.deadline(), None);
+        assert_eq!(a.poll(t0 + Duration::from_secs(9)), None);
+    }
+
+    #[test]
+    fn a_held_scan_over_max_frame_is_reported_too_long_at_the_deadline() {
+        let l = PosLayout::from_descriptor(&honeywell_desc()).unwrap();
+        let mut a = PosAssembler::new(l, 100, Duration::from_millis(500));
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        a.push(&report(&[b'7'; 56], true), t0, &mut out);
+        a.push(&report(&[b'7'; 56], true), t0 + MS, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(
+            a.poll(t0 + MS + DEFAULT_CONTINUED_TIMEOUT),
+            Some(PosEvent::TooLong { len: 112 })
+        );
+        assert_eq!(a.deadline(), None);
     }
 
     #[test]
