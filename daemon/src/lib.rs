@@ -10,12 +10,14 @@
 //!   HTTP/WebSocket transports.
 //! - [`metrics`]: counters and gauges for `GET /metrics`.
 //! - [`events`]: the event bus behind `events.subscribe`.
-//! - [`demo`]: `ybposd --demo`; [`cli`]: the `ybpos` command line.
+//! - `demo` (cargo feature `demo`, on by default): `ybposd --demo`;
+//!   [`cli`]: the `ybpos` command line.
 //! - [`logging`], [`time`]: small shared helpers.
 
 pub mod api;
 pub mod classify;
 pub mod cli;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod engine;
 pub mod events;

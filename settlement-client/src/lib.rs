@@ -10,7 +10,8 @@
 //! exact; [`redact`] masks personal data for logs.
 //!
 //! The gateway's simulator is the separate crate `settlement-sim`, built on
-//! these types so the two cannot drift. The few server-side readings of the
+//! these types so the two cannot drift; a daemon built without it (no
+//! `demo` feature) carries no server. The few server-side readings of the
 //! same rules stay here, beside the client's: [`auth::Signer::verify`],
 //! [`catalogue::by_path`] and [`decode::error_body`].
 

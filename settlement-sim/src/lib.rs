@@ -3,8 +3,9 @@
 //!
 //! Built on `settlement-client`'s message types (envelope, catalogue, money,
 //! auth, reversal wording), so client and simulator cannot drift. Used by
-//! the project's tests, by `ybposd --demo`, and by HIS vendors through the
-//! `ybpos-gateway-sim` binary (SIMULATOR.md is their guide).
+//! the project's tests, by `ybposd --demo` (the daemon's `demo` feature), and
+//! by HIS vendors through the `ybpos-gateway-sim` binary (SIMULATOR.md is
+//! their guide). Never linked into a production daemon built without `demo`.
 //!
 //! - [`people`]: the built-in test people.
 //! - [`state`]: the platform's state, envelope rules, sign-in, decode, 1101
