@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use regex::Regex;
 use serde_json::{Value, json};
-use settlement_client::sim::faults::{FaultKind, FaultRule};
+use settlement_sim::faults::{FaultKind, FaultRule};
 use ybpos_e2e::{Client, Options, Terminal, until_armed};
 
 /// The recorded transcript.

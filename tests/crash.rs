@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use settlement_client::sim::ledger::RecordState;
+use settlement_sim::ledger::RecordState;
 use ybpos_e2e::{Client, Options, Terminal};
 
 /// Every crash point of the engine, in the order a request meets them.

@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use settlement_client::sim::faults::{FaultKind, FaultRule};
-use settlement_client::sim::ledger::{Ledger, RecordState, VisitState};
+use settlement_sim::faults::{FaultKind, FaultRule};
+use settlement_sim::ledger::{Ledger, RecordState, VisitState};
 use ybpos_e2e::{Client, Options, Terminal};
 
 /// Request timeout of the daemon under test; the latency fault is longer.

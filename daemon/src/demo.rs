@@ -12,7 +12,7 @@ use rand::Rng;
 use scanner_drivers::ScannerState;
 use serialport::{SerialPort, TTYPort};
 use settlement_client::auth::Signer;
-use settlement_client::sim::{SimSettings, Simulator};
+use settlement_sim::{SimSettings, Simulator};
 use tokio::io::AsyncBufReadExt;
 
 use crate::run::{Daemon, Extras};

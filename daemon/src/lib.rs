@@ -11,7 +11,8 @@
 //!   values and errors, the Unix-socket and HTTP/WebSocket transports.
 //! - [`metrics`]: counters and gauges for `GET /metrics`.
 //! - [`events`]: the event bus behind `events.subscribe`.
-//! - [`demo`]: `ybposd --demo`; [`cli`]: the `ybpos` command line.
+//! - `demo` (cargo feature `demo`, on by default): `ybposd --demo`;
+//!   [`cli`]: the `ybpos` command line.
 //! - [`logging`]: the `tracing` subscriber.
 //!
 //! Layers point one way: `api` → `service` → domain (`engine`, `identity`,
@@ -21,6 +22,7 @@
 pub mod api;
 pub mod classify;
 pub mod cli;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod engine;
 pub mod events;

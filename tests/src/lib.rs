@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use serialport::{SerialPort, TTYPort};
 use settlement_client::auth::Signer;
-use settlement_client::sim::{RunningSim, SimSettings, Simulator};
+use settlement_sim::{RunningSim, SimSettings, Simulator};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};

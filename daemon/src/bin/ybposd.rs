@@ -1,7 +1,9 @@
 //! `ybposd`: the 医保码 terminal daemon.
 //!
 //! `ybposd [--config PATH]` runs it; `--check-config` validates and exits;
-//! `--demo` runs everything with a simulator and a virtual scanner;
+//! `--demo` runs everything with a simulator and a virtual scanner (cargo
+//! feature `demo`, on by default; a build without it keeps the flag, so
+//! `--help` reads the same, and refuses it with exit code 2);
 //! `--init-token` creates the HTTP API token file if it is missing (the
 //! systemd unit runs it as root, since the daemon cannot write `/etc`).
 
@@ -19,7 +21,8 @@ struct Args {
     /// Validate the config, print every problem, and exit (0 = valid, 78 = not).
     #[arg(long)]
     check_config: bool,
-    /// Run the self-contained demo (simulator + virtual scanner); needs no config.
+    /// Run the self-contained demo (simulator + virtual scanner); needs no
+    /// config, and a ybposd built with the cargo feature `demo` (the default).
     #[arg(long, conflicts_with = "check_config")]
     demo: bool,
     /// Create api.token_file with a random token (mode 0640, group
@@ -60,6 +63,15 @@ fn init_token(config: &std::path::Path) -> i32 {
 
 fn main() {
     let args = Args::parse();
+    #[cfg(not(feature = "demo"))]
+    if args.demo {
+        eprintln!(
+            "ybposd: this ybposd was built without the demo (cargo feature `demo`), \
+             as production builds are; run the demo from a default build: \
+             `cargo run --bin ybposd -- --demo`"
+        );
+        std::process::exit(2);
+    }
     ybpos_daemon::logging::init();
     if args.init_token {
         std::process::exit(init_token(&args.config));
@@ -88,6 +100,7 @@ fn main() {
         }
     };
     let code = rt.block_on(async move {
+        #[cfg(feature = "demo")]
         if args.demo {
             return match ybpos_daemon::demo::run().await {
                 Ok(()) => 0,

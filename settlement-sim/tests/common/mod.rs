@@ -10,9 +10,9 @@ use settlement_client::decode::DecodeContext;
 use settlement_client::envelope::Response;
 use settlement_client::gateway::{Gateway, GatewaySettings};
 use settlement_client::http::HttpSettings;
-use settlement_client::sim::{RunningSim, SimSettings, Simulator};
 use settlement_client::transport::Endpoints;
 use settlement_client::{MsgId, Outcome};
+use settlement_sim::{RunningSim, SimSettings, Simulator};
 use ybpos_config::{Profile, Terminal};
 
 /// Each test gateway is another cashier PC of the same hospital.

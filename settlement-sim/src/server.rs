@@ -1,6 +1,6 @@
 //! The simulator's HTTP face: the three transport profiles, auth checks,
 //! fault injection, optional TLS, and the control API (`/sim/...`) used by
-//! tests, the demo and HIS vendors (settlement-client/SIMULATOR.md).
+//! tests, the demo and HIS vendors (settlement-sim/SIMULATOR.md).
 //!
 //! Routes (base `http://HOST:PORT/fsi/api`):
 //! - `POST /fsi/api/{service}/{method}` — `fsi-paths` profile;
@@ -25,16 +25,16 @@ use axum::response::{IntoResponse, Response as AxResponse};
 use axum::routing::{get, post};
 use chrono::Local;
 use serde_json::{Value, json};
+use settlement_client::auth::Signer;
+use settlement_client::catalogue;
+use settlement_client::envelope::{Request, Response};
+use settlement_client::redact::Masked;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::faults::{FaultKind, FaultRule, Faults, FiredFault};
-use super::ledger::Ledger;
-use super::state::{IssuedCode, SimSettings, State};
-use crate::auth::Signer;
-use crate::catalogue;
-use crate::envelope::{Request, Response};
-use crate::redact::Masked;
+use crate::faults::{FaultKind, FaultRule, Faults, FiredFault};
+use crate::ledger::Ledger;
+use crate::state::{IssuedCode, SimSettings, State};
 
 /// Largest request body the simulator reads.
 const MAX_BODY: usize = 4 << 20;

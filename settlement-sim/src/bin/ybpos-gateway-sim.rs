@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use settlement_client::auth::Signer;
-use settlement_client::sim::{SimSettings, Simulator, tls_config_from_pem};
+use settlement_sim::{SimSettings, Simulator, tls_config_from_pem};
 
 /// Simulated medical-insurance settlement gateway (all transport profiles).
 #[derive(Debug, Parser)]
@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  a fault:       curl -X POST {root}/sim/faults -d '{{\"infno\":\"2207\",\"kind\":\"commit_then_drop\"}}'"
     );
-    println!("  (settlement-client/SIMULATOR.md documents all of it)");
+    println!("  (settlement-sim/SIMULATOR.md documents all of it)");
     tokio::signal::ctrl_c().await?;
     running.shutdown().await;
     Ok(())

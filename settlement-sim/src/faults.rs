@@ -6,6 +6,7 @@
 //! that sees a reset cannot tell the two apart, the ledger can.
 
 use serde::{Deserialize, Serialize};
+use settlement_client::catalogue;
 
 /// One kind of misbehaviour. Names are the control API's `kind` values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,8 +106,7 @@ impl FaultRule {
         match &self.infno {
             None => true,
             Some(want) => {
-                want == infno
-                    || crate::catalogue::spec(infno).is_some_and(|s| s.infno == want.as_str())
+                want == infno || catalogue::spec(infno).is_some_and(|s| s.infno == want.as_str())
             }
         }
     }

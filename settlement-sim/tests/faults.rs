@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use settlement_client::auth::Signer;
 use settlement_client::gateway::Gateway;
 use settlement_client::reversal::ReversalAnswer;
-use settlement_client::sim::ledger::RecordState;
-use settlement_client::sim::{FaultKind, FaultRule, RunningSim};
 use settlement_client::{Money, Outcome};
+use settlement_sim::ledger::RecordState;
+use settlement_sim::{FaultKind, FaultRule, RunningSim};
 use ybpos_config::Profile;
 
 /// A gateway that gives up after 800 ms and reads at most 64 KiB.

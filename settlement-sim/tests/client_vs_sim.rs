@@ -13,8 +13,8 @@ use settlement_client::auth::Signer;
 use settlement_client::decode::DecodeContext;
 use settlement_client::gateway::{Gateway, GatewaySettings};
 use settlement_client::http::HttpSettings;
-use settlement_client::sim::{RunningSim, SimSettings, Simulator};
 use settlement_client::transport::Endpoints;
+use settlement_sim::{RunningSim, SimSettings, Simulator};
 use ybpos_config::{Profile, Terminal};
 
 /// Each test gateway is another cashier PC of the same pharmacy.

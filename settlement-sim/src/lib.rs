@@ -1,8 +1,11 @@
-//! A faithful simulator of the provincial settlement gateway (gateway.md §8).
+//! The gateway simulator: a faithful stand-in for the provincial settlement
+//! gateway (gateway.md §8), a sandbox for HIS vendors and for our own tests.
 //!
-//! Built on the same message types as the client, so the two cannot drift.
-//! Used by the project's tests, by `ybposd --demo`, and by HIS vendors as a
-//! sandbox through the `ybpos-gateway-sim` binary.
+//! Built on `settlement-client`'s message types (envelope, catalogue, money,
+//! auth, reversal wording), so client and simulator cannot drift. Used by
+//! the project's tests, by `ybposd --demo` (the daemon's `demo` feature), and
+//! by HIS vendors through the `ybpos-gateway-sim` binary (SIMULATOR.md is
+//! their guide). Never linked into a production daemon built without `demo`.
 //!
 //! - [`people`]: the built-in test people.
 //! - [`state`]: the platform's state, envelope rules, sign-in, decode, 1101
@@ -11,7 +14,10 @@
 //!   split policy, and the [`ledger::Ledger`] view with its conservation check.
 //! - [`faults`]: fault injection per infno and count.
 //! - [`server`]: HTTP routes for the three transport profiles, auth checks,
-//!   faults, TLS, and the control API.
+//!   faults, TLS, and the control API (`/sim/...`).
+//!
+//! **Invariant:** a refused request changes nothing; every committed
+//! reversible request is recorded by msgid so 2601 undoes exactly it.
 
 mod business;
 pub mod faults;

@@ -6,7 +6,7 @@
 //! resident without one, a person insured in another province, an elderly
 //! person who uses a card instead of a phone).
 
-use crate::money::Money;
+use settlement_client::money::Money;
 
 /// One insurance registration of a person (1101 `insuinfo[]`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-
-use crate::money::Money;
+use settlement_client::money::Money;
 
 /// Where care happened, which decides the policy and the fee flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -11,16 +11,16 @@
 
 use chrono::{DateTime, Local};
 use serde_json::{Map, Value, json};
+use settlement_client::catalogue;
+use settlement_client::envelope::Request;
+use settlement_client::money::Money;
+use settlement_client::reversal::{ALREADY_REVERSED, ORIGINAL_NOT_FOUND, REFUND_FLAG_SET_MSG};
 
-use super::ledger::{
+use crate::ledger::{
     FeeLine, FeeState, RecordKind, RecordState, ReversalRecord, SettlementRecord, Split, Visit,
     VisitKind, VisitState, pooled_percent,
 };
-use super::state::{Committed, Effect, State};
-use crate::catalogue;
-use crate::envelope::Request;
-use crate::money::Money;
-use crate::reversal::{ALREADY_REVERSED, ORIGINAL_NOT_FOUND, REFUND_FLAG_SET_MSG};
+use crate::state::{Committed, Effect, State};
 
 type Out = Result<Value, String>;
 
@@ -1281,7 +1281,8 @@ fn setldetail(split: &Split, insutype: &str) -> Value {
 #[cfg(test)]
 mod tests_support {
     use super::*;
-    use crate::sim::SimSettings;
+    use crate::SimSettings;
+    use settlement_client::envelope;
 
     /// A platform with one sign-in, and a way to send it requests.
     pub(super) struct T {
@@ -1325,8 +1326,8 @@ mod tests_support {
             msgid: &str,
             infno: &str,
             input: Value,
-        ) -> crate::envelope::Response {
-            let admdvs = crate::envelope::input_names_psn_no(&input)
+        ) -> envelope::Response {
+            let admdvs = envelope::input_names_psn_no(&input)
                 .and_then(|p| self.st.accounts.iter().find(|a| a.person.psn_no == p))
                 .map(|a| a.person.insurances[0].insuplc_admdvs.to_string())
                 .unwrap_or_default();
@@ -1351,12 +1352,12 @@ mod tests_support {
                 input,
             };
             if let Err(e) = self.st.check_envelope(&req) {
-                return crate::envelope::Response::failure(e);
+                return envelope::Response::failure(e);
             }
             self.st.handle(&req, self.now)
         }
 
-        pub(super) fn send(&mut self, infno: &str, input: Value) -> crate::envelope::Response {
+        pub(super) fn send(&mut self, infno: &str, input: Value) -> envelope::Response {
             let m = self.msgid();
             self.send_as(&m, infno, input)
         }
@@ -1400,7 +1401,7 @@ mod tests_support {
 mod tests {
     use super::tests_support::*;
     use super::*;
-    use crate::reversal::REFUND_FLAG_SET;
+    use settlement_client::reversal::REFUND_FLAG_SET;
 
     #[test]
     fn outpatient_register_fees_settle_cancel_and_reverse() {
@@ -1744,7 +1745,7 @@ mod conservation {
                             let person = &t.st.accounts[p].person;
                             (person.psn_no.to_string(), person.certno.clone(), person.insurances[0].insutype)
                         };
-                        let amt = crate::money::Money(fen).to_json();
+                        let amt = settlement_client::money::Money(fen).to_json();
                         let m = t.msgid();
                         let r = t.send_as(&m, "2102", serde_json::json!({
                             "druginfo": {"psn_no": psn, "mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "medfee_sumamt": amt, "insutype": insutype, "acct_used_flag": if acct { "1" } else { "0" }, "med_type": "41"},
@@ -1772,7 +1773,7 @@ mod conservation {
                     _ => {
                         let never = t.msgid();
                         let r = t.send("2601", serde_json::json!({"data": {"psn_no": "42000000000000000001", "omsgid": never, "oinfno": "2102"}}));
-                        prop_assert!(r.err_msg.as_deref().unwrap_or_default().contains(crate::reversal::ORIGINAL_NOT_FOUND));
+                        prop_assert!(r.err_msg.as_deref().unwrap_or_default().contains(settlement_client::reversal::ORIGINAL_NOT_FOUND));
                         (false, r)
                     }
                 };

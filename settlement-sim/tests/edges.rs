@@ -13,7 +13,7 @@ use settlement_client::Outcome;
 use settlement_client::auth::Signer;
 use settlement_client::envelope::Response;
 use settlement_client::gateway::{Gateway, GatewaySettings, signer_from_config};
-use settlement_client::sim::{FaultKind, FaultRule, SimSettings, Simulator, tls_config_from_pem};
+use settlement_sim::{FaultKind, FaultRule, SimSettings, Simulator, tls_config_from_pem};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ybpos_config::Profile;
 

@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Duration, Local};
 use rand::Rng;
 use serde_json::{Value, json};
+use settlement_client::decode;
+use settlement_client::envelope::{Request, Response, input_names_psn_no};
+use settlement_client::money::Money;
+use settlement_client::msgid::MsgId;
 
-use super::ledger::{AccountView, Ledger, ReversalRecord, SettlementRecord, Visit};
-use super::people::{self, Person};
-use crate::decode;
-use crate::envelope::{Request, Response, input_names_psn_no};
-use crate::money::Money;
-use crate::msgid::MsgId;
+use crate::ledger::{AccountView, Ledger, ReversalRecord, SettlementRecord, Visit};
+use crate::people::{self, Person};
 
 /// Lifetimes and identity of the simulated platform.
 #[derive(Debug, Clone)]
@@ -265,9 +265,9 @@ impl State {
 
     /// Handles one enveloped transaction (after the envelope check).
     pub fn handle(&mut self, req: &Request, now: DateTime<Local>) -> Response {
-        let spec = crate::catalogue::spec(&req.infno);
+        let spec = settlement_client::catalogue::spec(&req.infno);
         if let Some(spec) = spec
-            && let Err(field) = crate::catalogue::check_required(spec, &req.input)
+            && let Err(field) = settlement_client::catalogue::check_required(spec, &req.input)
         {
             let r = Response::failure(format!("FSI-入参校验失败: {field}不能为空"));
             return self.stamp(r, now);
