@@ -14,7 +14,16 @@ use serde_json::{Map, Value, json};
 use settlement_client::catalogue;
 use settlement_client::envelope::Request;
 use settlement_client::money::Money;
-use settlement_client::reversal::{ALREADY_REVERSED, ORIGINAL_NOT_FOUND, REFUND_FLAG_SET_MSG};
+
+/// The real Zhejiang refusal to reverse a settlement that was cancelled
+/// (platform-sources.md §4). The simulator words its answers itself, never
+/// with the client's constants, so a client that only knows its own
+/// wording is caught by the tests.
+/// What the ledger notes for a 2601 of an unknown msgid answered `infcode 0`
+/// ([`crate::SimSettings::reverse_unknown_ok`]).
+const UNKNOWN_REVERSED: &str = "unknown msgid: answered success, nothing reversed";
+
+const REFUND_FLAG_SET_REFUSAL: &str = "FSI-调用业务基础子系统冲正失败:冲正的结算信息退费结算标志不为未退费，不能办理冲正交易[iptPsnSetlMgtBO_4412][outpatientSettleBO_40]";
 
 use crate::ledger::{
     FeeLine, FeeState, RecordKind, RecordState, ReversalRecord, SettlementRecord, Split, Visit,
@@ -1078,8 +1087,10 @@ impl State {
                 Ok(d) | Err(d) => d.clone(),
             },
         });
-        result.map(|_| {
-            self.reversed.insert(omsgid.clone());
+        result.map(|detail| {
+            if detail != UNKNOWN_REVERSED {
+                self.reversed.insert(omsgid.clone());
+            }
             json!({"data": {"omsgid": omsgid, "oinfno": oinfno, "rvs_time": time(now)}})
         })
     }
@@ -1093,7 +1104,7 @@ impl State {
     ) -> Result<String, String> {
         if self.reversed.contains(omsgid) {
             return Err(format!(
-                "FSI-冲正失败:原交易[{omsgid}]{ALREADY_REVERSED}，不能重复冲正"
+                "FSI-冲正失败:原交易[{omsgid}]已冲正，不能重复冲正"
             ));
         }
         let Some(c) = self.committed.get(omsgid).cloned() else {
@@ -1102,9 +1113,12 @@ impl State {
             {
                 return Err(format!("FSI-冲正失败:交易[{infno}]不支持冲正"));
             }
-            return Err(format!(
-                "FSI-冲正失败:{ORIGINAL_NOT_FOUND}[omsgid={omsgid}]"
-            ));
+            if self.settings.reverse_unknown_ok {
+                // A lax platform: "reversed" without looking, and nothing
+                // recorded, so a late original still lands afterwards.
+                return Ok(UNKNOWN_REVERSED.into());
+            }
+            return Err(format!("FSI-冲正失败:原交易不存在[omsgid={omsgid}]"));
         };
         if base_infno(oinfno) != base_infno(&c.infno) {
             return Err(format!(
@@ -1143,7 +1157,7 @@ impl State {
                     .ok_or("FSI-冲正失败:人员不存在")?;
                 match (r.kind, r.state) {
                     (RecordKind::Settlement, RecordState::Cancelled) => {
-                        Err(REFUND_FLAG_SET_MSG.to_string())
+                        Err(REFUND_FLAG_SET_REFUSAL.to_string())
                     }
                     (RecordKind::Settlement, RecordState::Active) => {
                         self.accounts[idx].balance = self.accounts[idx].balance + r.split.acct_pay;
@@ -1209,9 +1223,7 @@ impl State {
                             r.setl_id, orig.setl_id
                         ))
                     }
-                    _ => Err(format!(
-                        "FSI-冲正失败:{ORIGINAL_NOT_FOUND}[omsgid={omsgid}]"
-                    )),
+                    _ => Err(format!("FSI-冲正失败:原交易不存在[omsgid={omsgid}]")),
                 }
             }
         }
@@ -1401,7 +1413,7 @@ mod tests_support {
 mod tests {
     use super::tests_support::*;
     use super::*;
-    use settlement_client::reversal::REFUND_FLAG_SET;
+    use settlement_client::reversal::{ALREADY_REVERSED, ORIGINAL_NOT_FOUND, REFUND_FLAG_SET};
 
     #[test]
     fn outpatient_register_fees_settle_cancel_and_reverse() {

@@ -50,6 +50,36 @@ pub enum FaultKind {
         /// Total body size.
         bytes: usize,
     },
+    /// Answer `infcode -1` with `err_msg`, without processing: a refusal
+    /// whose text the client may not know (e.g. a busy 2601).
+    Refuse {
+        /// The platform's message.
+        err_msg: String,
+    },
+    /// Process (commit), then answer `infcode -1` with `err_msg`: a
+    /// platform that commits and still says no.
+    CommitThenRefuse {
+        /// The platform's message.
+        err_msg: String,
+    },
+    /// Process (commit), then answer HTTP `status` (e.g. a 4xx from a proxy
+    /// in front of the gateway).
+    CommitThenStatus {
+        /// 400–599.
+        status: u16,
+    },
+    /// Answer `infcode 0` with an empty `output`, without processing (a
+    /// query answer without its list).
+    EmptyOk,
+    /// Process (commit), then answer `infcode 0` with an empty `output` (a
+    /// settlement answer without `setlinfo`).
+    CommitThenEmptyOk,
+    /// Reset the connection at once, and process (commit) `ms` later: a
+    /// commit that lands long after the client gave up.
+    ResetThenLateCommit {
+        /// Milliseconds until the commit.
+        ms: u64,
+    },
 }
 
 fn default_5xx() -> u16 {
@@ -68,6 +98,8 @@ impl FaultKind {
             FaultKind::Http5xx { .. }
                 | FaultKind::ResetBeforeCommit
                 | FaultKind::MalformedBeforeCommit
+                | FaultKind::Refuse { .. }
+                | FaultKind::EmptyOk
         )
     }
 }

@@ -57,7 +57,7 @@ pub struct RunningSim {
     pub sim: Simulator,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    tls: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl RunningSim {
@@ -77,13 +77,37 @@ impl RunningSim {
     }
 
     fn scheme(&self) -> &'static str {
-        if self.tls { "https" } else { "http" }
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// Stops serving (open connections are closed).
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.task.await;
+    }
+
+    /// Stops listening, as a gateway that is down: open connections are
+    /// closed and new ones are refused until [`RunningSim::resume`]. The
+    /// state (books, faults, codes) is kept.
+    pub async fn pause(&mut self) {
+        self.cancel.cancel();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Listens again on the same address after [`RunningSim::pause`].
+    pub async fn resume(&mut self) -> std::io::Result<()> {
+        if !self.cancel.is_cancelled() {
+            return Ok(());
+        }
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        self.cancel = CancellationToken::new();
+        self.task = tokio::spawn(accept_loop(
+            listener,
+            self.sim.router(),
+            self.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+            self.cancel.clone(),
+        ));
+        Ok(())
     }
 }
 
@@ -233,28 +257,27 @@ impl Simulator {
         addr: SocketAddr,
         tls: Arc<rustls::ServerConfig>,
     ) -> std::io::Result<RunningSim> {
-        self.serve(addr, Some(tokio_rustls::TlsAcceptor::from(tls)))
-            .await
+        self.serve(addr, Some(tls)).await
     }
 
     async fn serve(
         self,
         addr: SocketAddr,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<RunningSim> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let router = self.router();
         let c = cancel.clone();
-        let is_tls = tls.is_some();
-        let task = tokio::spawn(accept_loop(listener, router, tls, c));
+        let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let task = tokio::spawn(accept_loop(listener, router, acceptor, c));
         Ok(RunningSim {
             addr,
             sim: self,
             cancel,
             task,
-            tls: is_tls,
+            tls,
         })
     }
 
@@ -328,6 +351,24 @@ impl Simulator {
             }
             Some(FaultKind::ResetBeforeCommit) => return drop_connection(abort).await,
             Some(FaultKind::MalformedBeforeCommit) => return malformed(),
+            Some(FaultKind::Refuse { err_msg }) => {
+                let r = self.lock().stamp(Response::failure(err_msg.clone()), now);
+                return json_value(&serde_json::to_value(&r).unwrap_or(Value::Null));
+            }
+            Some(FaultKind::EmptyOk) => {
+                let r = self.lock().stamp(Response::success(json!({})), now);
+                return json_value(&serde_json::to_value(&r).unwrap_or(Value::Null));
+            }
+            Some(FaultKind::ResetThenLateCommit { ms }) => {
+                // The client sees a reset now; the commit lands later.
+                let sim = self.clone();
+                let ms = *ms;
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    sim.process(route.as_deref(), value);
+                });
+                return drop_connection(abort).await;
+            }
             Some(FaultKind::Latency { ms }) => {
                 // Processed after the delay even if the client has gone.
                 let sim = self.clone();
@@ -350,6 +391,23 @@ impl Simulator {
             }
             Some(FaultKind::CommitThenDrop) => drop_connection(abort).await,
             Some(FaultKind::MalformedAfterCommit) => malformed(),
+            Some(FaultKind::CommitThenRefuse { err_msg }) => {
+                let r = self.lock().stamp(Response::failure(err_msg), now);
+                json_value(&serde_json::to_value(&r).unwrap_or(Value::Null))
+            }
+            Some(FaultKind::CommitThenStatus { status }) => {
+                let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+                (
+                    code,
+                    [("content-type", "text/html")],
+                    format!("<html><body><h1>{code}</h1>nginx</body></html>"),
+                )
+                    .into_response()
+            }
+            Some(FaultKind::CommitThenEmptyOk) => {
+                let r = self.lock().stamp(Response::success(json!({})), now);
+                json_value(&serde_json::to_value(&r).unwrap_or(Value::Null))
+            }
             Some(FaultKind::InfcodeAsString) => {
                 let mut out = out;
                 if let Some(c) = out.get_mut("infcode")

@@ -26,6 +26,10 @@ pub struct SimSettings {
     pub token_ttl: Duration,
     /// The platform's own admin division (prefix of `inf_refmsgid`).
     pub admdvs: String,
+    /// Answer a 2601 of a msgid that was never committed with `infcode 0`
+    /// (some platforms do not look), recording nothing, so an original that
+    /// lands later stays in effect. Off: "原交易不存在".
+    pub reverse_unknown_ok: bool,
 }
 
 impl Default for SimSettings {
@@ -34,6 +38,7 @@ impl Default for SimSettings {
             code_ttl: Duration::seconds(60),
             token_ttl: Duration::minutes(10),
             admdvs: "420000".into(),
+            reverse_unknown_ok: false,
         }
     }
 }

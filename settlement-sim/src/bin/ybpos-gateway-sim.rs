@@ -30,6 +30,10 @@ struct Args {
     /// Seconds an ecToken stays valid.
     #[arg(long, default_value_t = 600)]
     token_ttl_secs: i64,
+    /// Answer a 2601 of a never-committed msgid with success, as some
+    /// platforms do (a late original then still lands).
+    #[arg(long)]
+    reverse_unknown_ok: bool,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -70,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = SimSettings {
         code_ttl: chrono::Duration::seconds(args.code_ttl_secs),
         token_ttl: chrono::Duration::seconds(args.token_ttl_secs),
+        reverse_unknown_ok: args.reverse_unknown_ok,
         ..SimSettings::default()
     };
     let sim = Simulator::new(settings, verifier);
