@@ -1103,9 +1103,7 @@ impl State {
         psn_no: &str,
     ) -> Result<String, String> {
         if self.reversed.contains(omsgid) {
-            return Err(format!(
-                "FSI-冲正失败:原交易[{omsgid}]已冲正，不能重复冲正"
-            ));
+            return Err(format!("FSI-冲正失败:原交易[{omsgid}]已冲正，不能重复冲正"));
         }
         let Some(c) = self.committed.get(omsgid).cloned() else {
             if let Some(infno) = self.msgids.get(omsgid)

@@ -46,6 +46,36 @@ pub struct Simulator {
     verifier: Arc<Signer>,
     faults: Arc<Mutex<Faults>>,
     traffic: Arc<Mutex<BTreeMap<String, usize>>>,
+    /// Requests being served now and at most, per infno.
+    in_flight: Arc<Mutex<BTreeMap<String, (usize, usize)>>>,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight {
+    map: Arc<Mutex<BTreeMap<String, (usize, usize)>>>,
+    infno: String,
+}
+
+impl InFlight {
+    fn new(map: &Arc<Mutex<BTreeMap<String, (usize, usize)>>>, infno: &str) -> Self {
+        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m.entry(infno.to_string()).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(e.0);
+        InFlight {
+            map: Arc::clone(map),
+            infno: infno.to_string(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = m.get_mut(&self.infno) {
+            e.0 = e.0.saturating_sub(1);
+        }
+    }
 }
 
 /// A simulator serving on a socket.
@@ -160,6 +190,7 @@ impl Simulator {
             verifier: Arc::new(verifier),
             faults: Arc::new(Mutex::new(Faults::default())),
             traffic: Arc::new(Mutex::new(BTreeMap::new())),
+            in_flight: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -226,6 +257,16 @@ impl Simulator {
             .get(infno)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The most requests of `infno` ever served at the same time (a client
+    /// that sends them one at a time shows 1).
+    pub fn max_in_flight(&self, infno: &str) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(infno)
+            .map_or(0, |e| e.1)
     }
 
     /// The HTTP routes.
@@ -334,6 +375,7 @@ impl Simulator {
             .unwrap_or_else(|e| e.into_inner())
             .entry(infno.clone())
             .or_default() += 1;
+        let _in_flight = InFlight::new(&self.in_flight, &infno);
         let fault = self.faults_lock().take(&infno, &msgid);
         if let Some(f) = &fault {
             tracing::info!(%infno, msgid = %Masked(&msgid), fault = ?f, "Simulator injects a fault.");

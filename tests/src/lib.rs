@@ -2,6 +2,7 @@
 //! daemon as a child process with its logs captured, and an async client;
 //! [`web`]: clients of the HTTP/WebSocket API and a Prometheus text reader.
 
+pub mod money;
 pub mod web;
 pub use web::{Http, Ws, WsRead, parse_prometheus};
 
@@ -49,6 +50,8 @@ pub struct Options {
     pub journal_toml: String,
     /// `RUST_LOG` of the daemon (default `trace`, so log tests see everything).
     pub log: String,
+    /// Extra environment of the daemon process (e.g. libfaketime's).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -63,6 +66,7 @@ impl Options {
             request_timeout_ms: 5000,
             journal_toml: String::new(),
             log: "trace".into(),
+            env: Vec::new(),
         }
     }
 }
@@ -83,6 +87,7 @@ pub struct Terminal {
     daemon: PathBuf,
     http: bool,
     log: String,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     logs: Arc<Mutex<Vec<u8>>>,
 }
@@ -151,6 +156,7 @@ dedupe_window_ms = {dedupe}
             config,
             daemon: opts.daemon.clone(),
             log: opts.log.clone(),
+            env: opts.env.clone(),
             http: opts.http,
             child: None,
             logs: Arc::new(Mutex::new(Vec::new())),
@@ -162,7 +168,9 @@ dedupe_window_ms = {dedupe}
 
     /// Starts the daemon child (again).
     pub fn spawn_daemon(&mut self) {
-        self.spawn_daemon_env(&[]);
+        let env = self.env.clone();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.spawn_daemon_env(&env);
     }
 
     /// Starts the daemon child with extra environment (e.g. `YBPOS_CRASH_AT`).
