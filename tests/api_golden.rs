@@ -156,8 +156,7 @@ async fn every_method_answers_as_recorded() {
     opts.http = true;
     opts.dedupe_window_ms = 0;
     opts.request_timeout_ms = 600;
-    // Long enough that the first 2601 of a lost request always comes before
-    // it ends (one "not found yet", then "reversed"), short enough to wait.
+    // Undos wait out the grace period: one 2601 each, short enough to wait.
     opts.journal_toml = "reversal_grace_ms = 1500".into();
     opts.log = "info".into();
     let mut t = Terminal::start(opts).await;

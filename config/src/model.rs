@@ -47,6 +47,9 @@ pub struct Terminal {
     /// This terminal's number among the institution's terminals (0–99), so
     /// msgids of several cashier PCs never collide; `None` for a lone terminal.
     pub msgid_node: Option<u8>,
+    /// How many terminals share `fixmedins_code` (default 1); above 1 each
+    /// needs its own `msgid_node`.
+    pub terminals: u8,
 }
 
 /// How transactions are addressed at the gateway (gateway.md §3).
@@ -307,6 +310,10 @@ pub struct Journal {
     /// reverse" is believed (a slow original can arrive after its reversal);
     /// `None`: twice `gateway.request_timeout_ms`.
     pub reversal_grace: Option<Duration>,
+    /// Answers whose meaning is not known (a refusal text not in the
+    /// table, a query answer without its list) tried before a record is
+    /// handed to a person.
+    pub max_unclear_answers: u32,
 }
 
 /// Code recognition (gateway.md §7).

@@ -159,6 +159,19 @@ fn terminal(file: &Path, t: Option<&Table>, p: &mut Problems) -> Option<Terminal
     let opter_name = s.str_or(p, "opter_name", &opter);
     let opter_type = s.str_or(p, "opter_type", "1");
     let msgid_node = s.opt_u64(p, "msgid_node", 0..=99).map(|n| n as u8);
+    let terminals = s.u64_or(p, "terminals", 1..=100, 1) as u8;
+    if terminals > 1 && msgid_node.is_none() {
+        // Without a node, every terminal counts msgids from the same start
+        // each second: two PCs would send the same msgid, and one PC's
+        // reversal (2601, by msgid) could undo the other's sale.
+        p.push(
+            file,
+            s.key("msgid_node"),
+            format!(
+                "is required when terminal.terminals = {terminals}: give each terminal of the institution its own number 0–99"
+            ),
+        );
+    }
     if let Some(code) = &fixmedins_code {
         // msgid = fixmedins_code (12) + time (14) + seq (4) = 30 chars (gateway.md §2).
         if code.len() != 12 || !code.is_ascii() {
@@ -187,6 +200,7 @@ fn terminal(file: &Path, t: Option<&Table>, p: &mut Problems) -> Option<Terminal
         opter_name,
         opter_type,
         msgid_node,
+        terminals,
     })
 }
 
@@ -666,10 +680,12 @@ fn journal(file: &Path, dir: &Path, t: Option<&Table>, p: &mut Problems) -> Jour
     let mut s = Section::new(file, "journal", t);
     let path = resolve(dir, &s.str_or(p, "path", "/var/lib/ybpos/journal.db"));
     let reversal_grace = s.opt_u64(p, "reversal_grace_ms", 0..=3_600_000).map(ms);
+    let max_unclear_answers = s.u64_or(p, "max_unclear_answers", 1..=1000, 10) as u32;
     s.finish(p);
     Journal {
         path,
         reversal_grace,
+        max_unclear_answers,
     }
 }
 

@@ -64,6 +64,7 @@ fn engine(rt: &tokio::runtime::Runtime, dir: &std::path::Path, arrival: Arrival)
                 opter_name: "b".into(),
                 opter_type: "1".into(),
                 msgid_node: None,
+                terminals: 1,
             },
             endpoints: Endpoints::new(&url, Profile::FsiPaths, Default::default()),
             http: HttpSettings {
@@ -84,6 +85,7 @@ fn engine(rt: &tokio::runtime::Runtime, dir: &std::path::Path, arrival: Arrival)
         let e = Engine::new(
             EngineSettings {
                 reversal_grace: Duration::from_secs(10),
+                max_unclear_answers: 10,
             },
             journal,
             gw,

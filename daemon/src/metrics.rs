@@ -329,6 +329,9 @@ pub struct Metrics {
     pub journal_stale: GaugeHook,
     /// Transaction state changes, by infno and new state.
     pub txn_states: Counter,
+    /// Requests the gateway refused as a duplicate msgid (another terminal
+    /// of the institution uses the same msgids: a config error).
+    pub msgid_collisions: Counter,
     /// Resident memory of the daemon, from `/proc/self/status`.
     pub resident_memory: GaugeHook,
     /// Open file descriptors of the daemon, from `/proc/self/fd`.
@@ -407,6 +410,11 @@ impl Metrics {
                 "Transaction state changes, by infno and new state.",
                 &["infno", "state"],
             ),
+            msgid_collisions: Counter::new(
+                "ybpos_msgid_collisions_total",
+                "Requests refused by the gateway as a duplicate msgid (terminals sharing an institution code need msgid_node).",
+                &[],
+            ),
             resident_memory: GaugeHook::new(
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes.",
@@ -445,6 +453,7 @@ impl Metrics {
         self.journal_reversal_failed.render(&mut out);
         self.journal_stale.render(&mut out);
         self.txn_states.render(&mut out);
+        self.msgid_collisions.render(&mut out);
         self.resident_memory.render(&mut out);
         self.open_fds.render(&mut out);
         self.build_info.render(&mut out);

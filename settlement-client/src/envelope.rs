@@ -211,7 +211,7 @@ mod tests {
         let refused: Response = serde_json::from_str(REVERSAL_REFUSED).unwrap();
         let back = serde_json::to_value(&refused).unwrap();
         assert_eq!(back["infcode"], -1);
-        assert_eq!(back["err_msg"], crate::reversal::REFUND_FLAG_SET_MSG);
+        assert_eq!(back["err_msg"], crate::wording::REFUND_FLAG_SET_CAPTURE);
         assert!(back["inf_refmsgid"].is_null() && back["output"].is_null());
         let again: Response = serde_json::from_value(back).unwrap();
         assert_eq!(again, refused);

@@ -27,6 +27,7 @@ pub mod outcome;
 pub mod redact;
 pub mod reversal;
 pub mod transport;
+pub mod wording;
 
 pub use gateway::{Gateway, GatewaySettings, LinkState};
 pub use money::Money;

@@ -5,31 +5,14 @@
 //!
 //! The money engine retries a resolution until the answer is definitive.
 //! Some refusals are definitive *and* tell what state the original is in;
-//! they are recognised by message fragments, because the platform gives them
-//! all the same `infcode -1`. The fragments are public so the engine, the
-//! simulator and the tests share one spelling; this is the one place that
-//! knows them.
+//! they are recognised by their wording ([`crate::wording`], the one table
+//! of them), because the platform gives them all the same `infcode -1`.
 
 use serde_json::{Value, json};
 
 use crate::envelope::Response;
 use crate::outcome::Outcome;
-
-/// Fragment of the real Zhejiang refusal to reverse a settlement that was
-/// already cancelled (2103/2208/2305): its refund flag is set
-/// (platform-sources.md §4).
-pub const REFUND_FLAG_SET: &str = "退费结算标志不为未退费";
-
-/// The full real refusal captured in Zhejiang (platform-sources.md §4).
-pub const REFUND_FLAG_SET_MSG: &str = "FSI-调用业务基础子系统冲正失败:冲正的结算信息退费结算标志不为未退费，不能办理冲正交易[iptPsnSetlMgtBO_4412][outpatientSettleBO_40]";
-
-/// Fragment of the answer to a reversal whose original never arrived or had
-/// no effect: nothing to undo, harmless and definitive [guess: wording].
-pub const ORIGINAL_NOT_FOUND: &str = "原交易不存在";
-
-/// Fragment of the answer to a second reversal of the same original: it is
-/// already undone, definitive [guess: wording].
-pub const ALREADY_REVERSED: &str = "已冲正";
+use crate::wording::{self, Meaning};
 
 /// What a 2601 answer means for the original transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +28,8 @@ pub enum ReversalAnswer {
         /// The platform's message.
         err_msg: String,
     },
-    /// Another definitive refusal: needs a person to look.
+    /// A refusal whose wording is not known: not definitive; retried up
+    /// to a limit, then a person looks.
     Refused {
         /// `infcode`.
         infcode: i64,
@@ -64,22 +48,17 @@ impl ReversalAnswer {
     pub fn of(out: &Outcome<Response>) -> ReversalAnswer {
         match out {
             Outcome::Ok(_) => ReversalAnswer::Reversed,
-            Outcome::Rejected { infcode, err_msg } => {
-                if err_msg.contains(REFUND_FLAG_SET) {
-                    ReversalAnswer::RefusedCancelled {
-                        err_msg: err_msg.clone(),
-                    }
-                } else if err_msg.contains(ORIGINAL_NOT_FOUND) {
-                    ReversalAnswer::NothingToReverse
-                } else if err_msg.contains(ALREADY_REVERSED) {
-                    ReversalAnswer::AlreadyReversed
-                } else {
-                    ReversalAnswer::Refused {
-                        infcode: *infcode,
-                        err_msg: err_msg.clone(),
-                    }
-                }
-            }
+            Outcome::Rejected { infcode, err_msg } => match wording::meaning(err_msg) {
+                Some(Meaning::RefundFlagSet) => ReversalAnswer::RefusedCancelled {
+                    err_msg: err_msg.clone(),
+                },
+                Some(Meaning::OriginalNotFound) => ReversalAnswer::NothingToReverse,
+                Some(Meaning::AlreadyReversed) => ReversalAnswer::AlreadyReversed,
+                _ => ReversalAnswer::Refused {
+                    infcode: *infcode,
+                    err_msg: err_msg.clone(),
+                },
+            },
             Outcome::NotSent { reason } | Outcome::Unknown { reason } => ReversalAnswer::Retry {
                 reason: reason.clone(),
             },
@@ -97,14 +76,13 @@ impl ReversalAnswer {
     }
 }
 
-/// Fragments of the platform's answer to a cancel (2205, 2405) or a query
-/// (5201, 5204) that finds nothing to act on [guess: the simulator's
-/// wording; real gateways word it their own way].
-pub const NOTHING_FOUND: &[&str] = &["未找到", "不存在", "未办理"];
-
-/// Whether a refusal says there was nothing to cancel or find.
+/// Whether a refusal says there was nothing to cancel or find (an original
+/// that is not there, or that is gone already).
 pub fn finds_nothing(err_msg: &str) -> bool {
-    NOTHING_FOUND.iter().any(|p| err_msg.contains(p))
+    matches!(
+        wording::meaning(err_msg),
+        Some(Meaning::NothingFound | Meaning::OriginalNotFound)
+    )
 }
 
 /// The `input` of a 2601 reversal of the request `omsgid` (`oinfno`).
@@ -156,16 +134,11 @@ mod tests {
     }
 
     #[test]
-    fn fragments_do_not_overlap() {
-        for (a, b) in [
-            (REFUND_FLAG_SET, ORIGINAL_NOT_FOUND),
-            (REFUND_FLAG_SET, ALREADY_REVERSED),
-            (ORIGINAL_NOT_FOUND, ALREADY_REVERSED),
-        ] {
-            assert!(!a.contains(b) && !b.contains(a));
-        }
-        assert!(REFUND_FLAG_SET_MSG.contains(REFUND_FLAG_SET));
-        assert!(!REFUND_FLAG_SET_MSG.contains(ALREADY_REVERSED));
+    fn the_real_capture_means_refund_flag_set() {
+        assert_eq!(
+            wording::meaning(wording::REFUND_FLAG_SET_CAPTURE),
+            Some(Meaning::RefundFlagSet)
+        );
     }
 
     #[test]
@@ -175,7 +148,7 @@ mod tests {
             ReversalAnswer::Reversed
         );
         assert!(matches!(
-            ReversalAnswer::of(&rej(REFUND_FLAG_SET_MSG)),
+            ReversalAnswer::of(&rej(wording::REFUND_FLAG_SET_CAPTURE)),
             ReversalAnswer::RefusedCancelled { .. }
         ));
         assert_eq!(
@@ -213,6 +186,7 @@ mod tests {
             r#"{"data":{"mdtrt_id":"V","chrg_bchno":"B","psn_no":"P"}}"#
         );
         assert!(finds_nothing("FSI-就诊信息不存在"));
+        assert!(finds_nothing("FSI-冲正失败:原交易不存在"));
         assert!(!finds_nothing("FSI-系统繁忙"));
         let out = json!({"mdtrtinfo": [{"mdtrt_id": "1"}], "feedetail": "x"});
         assert_eq!(visits(&out).len(), 1);

@@ -1411,7 +1411,7 @@ mod tests_support {
 mod tests {
     use super::tests_support::*;
     use super::*;
-    use settlement_client::reversal::{ALREADY_REVERSED, ORIGINAL_NOT_FOUND, REFUND_FLAG_SET};
+    use settlement_client::wording::{Meaning, meaning};
 
     #[test]
     fn outpatient_register_fees_settle_cancel_and_reverse() {
@@ -1482,7 +1482,7 @@ mod tests {
             "2601",
             json!({"data": {"psn_no": P0, "omsgid": msg_settle, "oinfno": "2207"}}),
         );
-        assert!(e.contains(REFUND_FLAG_SET), "{e}");
+        assert_eq!(meaning(&e), Some(Meaning::RefundFlagSet), "{e}");
         // Reversing the cancel puts the settlement back in effect.
         t.ok(
             "2601",
@@ -1500,7 +1500,7 @@ mod tests {
             "2601",
             json!({"data": {"psn_no": P0, "omsgid": msg_cancel, "oinfno": "2208"}}),
         );
-        assert!(e.contains(ALREADY_REVERSED), "{e}");
+        assert_eq!(meaning(&e), Some(Meaning::AlreadyReversed), "{e}");
         // Now the settlement itself can be reversed; the lines are free again.
         t.ok(
             "2601",
@@ -1534,7 +1534,7 @@ mod tests {
             "2601",
             json!({"data": {"psn_no": P0, "omsgid": never, "oinfno": "2207"}}),
         );
-        assert!(e.contains(ORIGINAL_NOT_FOUND), "{e}");
+        assert_eq!(meaning(&e), Some(Meaning::OriginalNotFound), "{e}");
         let l = t.st.ledger();
         assert_eq!(l.reversals.len(), 5);
         assert_eq!(l.reversals.iter().filter(|r| r.ok).count(), 2);
@@ -1783,7 +1783,7 @@ mod conservation {
                     _ => {
                         let never = t.msgid();
                         let r = t.send("2601", serde_json::json!({"data": {"psn_no": "42000000000000000001", "omsgid": never, "oinfno": "2102"}}));
-                        prop_assert!(r.err_msg.as_deref().unwrap_or_default().contains(settlement_client::reversal::ORIGINAL_NOT_FOUND));
+                        prop_assert_eq!(settlement_client::wording::meaning(r.err_msg.as_deref().unwrap_or_default()), Some(settlement_client::wording::Meaning::OriginalNotFound));
                         (false, r)
                     }
                 };

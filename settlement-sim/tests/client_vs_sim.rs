@@ -29,6 +29,7 @@ fn terminal() -> Terminal {
         opter_name: "收银一".into(),
         opter_type: "1".into(),
         msgid_node: Some(NODE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100),
+        terminals: 1,
     }
 }
 

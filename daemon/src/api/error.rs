@@ -164,6 +164,17 @@ impl ApiError {
             json!({"client_ref": client_ref}),
         )
     }
+    /// 3003: the sale has a settlement in effect.
+    pub fn already_settled(txn_id: &str) -> Self {
+        Self::new(
+            3003,
+            "already_settled",
+            format!(
+                "this sale is settled by {txn_id}; cancel that settlement before selling it again"
+            ),
+            json!({"txn_id": txn_id}),
+        )
+    }
     /// 3002.
     pub fn session_expired(session_id: &str) -> Self {
         Self::new(
@@ -234,6 +245,8 @@ impl From<TxnError> for ApiError {
                 &txn_id,
                 "an earlier attempt of this sale is still being resolved; follow it with txn.get",
             ),
+            TxnError::AlreadySettled { txn_id } => Self::already_settled(&txn_id),
+            e @ TxnError::NotClosable { .. } => Self::invalid_params("txn_id", e.to_string()),
             TxnError::GatewayUnreachable(reason) => Self::gateway_unreachable(&reason),
             TxnError::Prepare(e) => Self::internal(e),
             TxnError::Journal(e) => Self::internal(e.to_string()),

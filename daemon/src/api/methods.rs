@@ -108,6 +108,7 @@ pub fn parse(method: &str, params: &Map<String, Value>) -> Result<Call, ApiError
         }
         "txn.get" => Call::TxnGet(txn_key(&p)?),
         "txn.list" => txn_list(&p)?,
+        "txn.resolve" => txn_resolve(&p)?,
         "report.usage" => {
             let from = date(&p, "from")?;
             let to = date(&p, "to")?;
@@ -220,7 +221,30 @@ fn txn_list(p: &Params<'_>) -> Result<Call, ApiError> {
     Ok(Call::TxnList {
         since: since_text.as_deref().map(since).transpose()?,
         state: state_text.as_deref().map(state).transpose()?,
+        needs_person: p.flag("needs_person")?,
         limit,
+    })
+}
+
+/// `txn.resolve`: a person's outcome for a record, with who and why.
+fn txn_resolve(p: &Params<'_>) -> Result<Call, ApiError> {
+    let txn_id = p.str("txn_id")?;
+    let outcome = match p.str("outcome")?.as_str() {
+        "succeeded" => State::Succeeded,
+        "failed" => State::Failed,
+        "reversed" => State::Reversed,
+        other => {
+            return Err(ApiError::invalid_params(
+                "outcome",
+                format!("must be succeeded, failed or reversed, got {other:?}"),
+            ));
+        }
+    };
+    Ok(Call::TxnResolve {
+        txn_id,
+        outcome,
+        operator: p.text("operator", 64)?,
+        note: p.text("note", 500)?,
     })
 }
 

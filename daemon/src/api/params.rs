@@ -43,6 +43,27 @@ impl Params<'_> {
         }
     }
 
+    /// An optional boolean (default false).
+    pub fn flag(&self, k: &str) -> Result<bool, ApiError> {
+        match self.0.get(k) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(ApiError::invalid_params(k, "must be true or false")),
+        }
+    }
+
+    /// A required string of at most `max` characters.
+    pub fn text(&self, k: &str, max: usize) -> Result<String, ApiError> {
+        let s = self.str(k)?;
+        if s.chars().count() > max {
+            return Err(ApiError::invalid_params(
+                k,
+                format!("must be at most {max} characters"),
+            ));
+        }
+        Ok(s)
+    }
+
     /// A required object.
     pub fn object(&self, k: &str) -> Result<&Map<String, Value>, ApiError> {
         match self.0.get(k) {

@@ -125,9 +125,10 @@ pub fn identity(who: &Identified) -> Value {
     })
 }
 
-/// A transaction record (local-api.md "Transaction record").
+/// A transaction record (local-api.md "Transaction record"); a record a
+/// person closed also carries `resolution`.
 pub fn record(r: &Record) -> Value {
-    json!({
+    let mut v = json!({
         "txn_id": r.txn_id,
         "client_ref": r.client_ref,
         "infno": r.infno,
@@ -141,7 +142,11 @@ pub fn record(r: &Record) -> Value {
         "error": r.error.as_ref().map(Problem::to_json),
         "reversal": r.reversal.as_ref().map(|x| json!({"msgid": x.msgid, "infno": x.infno, "state": x.state, "attempts": x.attempts})),
         "attempts": r.attempts,
-    })
+    });
+    if let Some(c) = &r.closed {
+        v["resolution"] = c.to_json();
+    }
+    v
 }
 
 /// `report.usage`.

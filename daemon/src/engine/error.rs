@@ -1,7 +1,7 @@
 //! What can go wrong with a transaction call, in the engine's own terms
 //! (the API maps each to its code: `api::error`).
 
-use super::machine::Invalid;
+use super::machine::{Invalid, State};
 use crate::journal::JournalError;
 
 /// How a record is named by a caller.
@@ -42,6 +42,20 @@ pub enum TxnError {
     SaleUnresolved {
         /// The earlier attempt.
         txn_id: String,
+    },
+    /// The sale has a settlement in effect: cancel it before selling again.
+    #[error("this sale is settled ({txn_id}); cancel that settlement first")]
+    AlreadySettled {
+        /// The settlement in effect.
+        txn_id: String,
+    },
+    /// `txn.resolve` of a record that does not need a person.
+    #[error("transaction {txn_id} is {} and does not need a person", .state.as_str())]
+    NotClosable {
+        /// The record.
+        txn_id: String,
+        /// Its state.
+        state: State,
     },
     /// Nothing was sent: the gateway (or its sign-in) could not be reached.
     #[error("the gateway could not be reached: {0}")]

@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! pending ──sending──► sent ──ok──────────► succeeded
-//!    │                  ├──rejected───────► failed
+//!    │                  ├──rejected───────► failed (a settlement: unconfirmed ──probe──► failed | reversal_failed)
 //!    │                  ├──not sent───────► failed (retryable: resubmit resends, same msgid)
 //!    │                  └──unknown────────► unknown ──resolving──► reversing ──► reversed
 //!    └─(restart)─► failed (not sent)          │                        └──────► reversal_failed
-//!                                             ├─(query: 2201)──► succeeded | failed
-//!                                             └─(side-effect free)─► pending (new msgid)
+//!                                             ├─(query: 2201, 2204, 2301)──► succeeded | failed
+//!                                             ├─(side-effect free)─► pending (new msgid)
+//!                                             └─(no way to resolve)─► reversal_failed
+//! reversal_failed, unknown, reversing … ──a person (txn.resolve)──► succeeded | failed | reversed
 //! ```
 //!
 //! The runtime (`engine::runtime`) asks [`next`] what to do, does it, and
@@ -100,12 +102,12 @@ pub fn resolution(spec: &TxnSpec) -> Resolution {
         return Resolution::Reverse;
     }
     match spec.infno {
-        // Undone by their own cancels, which need only fields of the input.
-        "2204" => Resolution::Undo("2205"),
+        // Undone by its own cancel, which needs only fields of the input.
         "2402" => Resolution::Undo("2405"),
-        // 2302 cancels one line or every unsettled line of the stay, which
-        // would take other uploads with it: ask the fee query instead.
-        "2301" => Resolution::Query("5204"),
+        // A fee upload's own cancel (2205 by batch, 2302 by stay) would take
+        // other uploads' lines with it: the fee query finds whether its own
+        // lines landed instead (gateway.md §5 rule 5).
+        "2204" | "2301" => Resolution::Query("5204"),
         // Queries and pre-settlements change nothing.
         "1101" | "2101" | "2206" | "2303" | "5201" | "5203" | "5204" | "2203" => Resolution::Resend,
         // Cancels are safe to repeat: a second one fails harmlessly.
@@ -148,6 +150,9 @@ pub enum Verdict {
     Refused,
     /// Not known (not sent, unknown, sign-in trouble): try again later.
     Retry,
+    /// An answer whose meaning is not known (a refusal text not in the
+    /// table, a query answer without its list): tried again up to a limit.
+    Unclear,
 }
 
 /// What the runtime does next for a record.
@@ -159,12 +164,16 @@ pub enum Action {
     Resolve,
     /// Allocate a new msgid (journaled), back to `Pending`.
     Renew,
+    /// A settlement refused with `infcode -1`: confirm with a 2601 that it
+    /// is not in effect before its sale is sold again.
+    Probe,
     /// Nothing until a person or a client acts.
     Stop,
 }
 
-/// What to do with a record in `state` whose type resolves by `r`.
-pub fn next(state: State, r: Resolution) -> Action {
+/// What to do with a record in `state` (failure kind `fail_kind`) whose
+/// type resolves by `r`.
+pub fn next(state: State, r: Resolution, fail_kind: Option<FailKind>) -> Action {
     match state {
         State::Pending => Action::Send,
         State::Unknown => match r {
@@ -173,6 +182,7 @@ pub fn next(state: State, r: Resolution) -> Action {
             Resolution::Surface => Action::Stop,
         },
         State::Reversing => Action::Resolve,
+        State::Failed if fail_kind == Some(FailKind::Unconfirmed) => Action::Probe,
         State::Sent
         | State::Succeeded
         | State::Failed
@@ -198,6 +208,10 @@ pub enum Event {
     Recovered,
     /// The client resubmitted a never-sent request (same client_ref, same body).
     Retried,
+    /// What the 2601 probe of a refused settlement established.
+    Probed(Verdict),
+    /// A person closed the record with this outcome (`txn.resolve`).
+    Closed(State),
 }
 
 /// Why a transition was refused.
@@ -221,12 +235,27 @@ pub enum FailKind {
     /// The gateway refused our `sign_no` before executing anything: sent
     /// again after a fresh sign-in, under a new msgid.
     SignInRejected,
+    /// The gateway refused the msgid as used before (another terminal's):
+    /// nothing was executed; sent again under a new msgid, and the refused
+    /// msgid is never reversed (it is not ours).
+    DuplicateMsgid,
+    /// A settlement refused with `infcode -1`, not yet confirmed void: its
+    /// sale stays blocked until a 2601 probe says it is not in effect.
+    Unconfirmed,
 }
 
 impl FailKind {
     /// May the request be sent again?
     pub fn retryable(self) -> bool {
-        matches!(self, FailKind::NotSent | FailKind::SignInRejected)
+        matches!(
+            self,
+            FailKind::NotSent | FailKind::SignInRejected | FailKind::DuplicateMsgid
+        )
+    }
+
+    /// Is it sent again under a new msgid (the old one was refused unexecuted)?
+    pub fn needs_new_msgid(self) -> bool {
+        matches!(self, FailKind::SignInRejected | FailKind::DuplicateMsgid)
     }
 }
 
@@ -249,8 +278,11 @@ pub fn apply(
         (Sent, Event::Answered(a)) => match a {
             Answer::Ok => Succeeded,
             Answer::Rejected(_) | Answer::NotSent => Failed,
+            // Nothing the daemon can do about it: a person, at once.
+            Answer::Unknown if r == Resolution::Surface => ReversalFailed,
             Answer::Unknown => Unknown,
         },
+        (Sent | Unknown, Event::Recovered) if r == Resolution::Surface => ReversalFailed,
         (Sent, Event::Recovered) => Unknown,
         (Unknown, Event::Resolving) if matches!(r, Resolution::Reverse | Resolution::Undo(_)) => {
             Reversing
@@ -259,6 +291,8 @@ pub fn apply(
         (Unknown, Event::Resolved(v)) if matches!(r, Resolution::Query(_)) => match v {
             Verdict::Found => Succeeded,
             Verdict::NotFound { grace_passed: true } => Failed,
+            // Part of an upload landed: something else touched it.
+            Verdict::Refused => ReversalFailed,
             _ => Unknown,
         },
         (Unknown, Event::Renewed) if r == Resolution::Resend => Pending,
@@ -271,10 +305,23 @@ pub fn apply(
                 grace_passed: false,
             }
             | Verdict::Retry
+            | Verdict::Unclear
             | Verdict::Found => Reversing,
         },
         (Reversing, Event::Recovered) => Reversing,
         (Failed, Event::Retried) if fail_kind.is_some_and(FailKind::retryable) => Pending,
+        (Failed, Event::Probed(v)) if fail_kind == Some(FailKind::Unconfirmed) => match v {
+            Verdict::Refused => ReversalFailed,
+            _ => Failed,
+        },
+        (s, Event::Closed(to))
+            if matches!(to, Succeeded | Failed | Reversed)
+                && (!s.is_final()
+                    || s == ReversalFailed
+                    || (s == Failed && fail_kind == Some(FailKind::Unconfirmed))) =>
+        {
+            *to
+        }
         (s, Event::Recovered) if s.is_final() => s,
         _ => return Err(bad()),
     })

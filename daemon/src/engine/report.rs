@@ -87,14 +87,16 @@ pub async fn get(journal: &Journal, key: &TxnKey) -> Result<Record, TxnError> {
     rec.ok_or_else(|| TxnError::NotFound(key.clone()))
 }
 
-/// `txn.list`: newest first.
+/// `txn.list`: newest first; with `needs_person` (open since before that
+/// time) only records a person must look at.
 pub async fn list(
     journal: &Journal,
     since: Option<DateTime<Local>>,
     state: Option<State>,
+    needs_person: Option<DateTime<Local>>,
     limit: usize,
 ) -> Result<Vec<Record>, TxnError> {
-    Ok(journal.list(since, state, limit).await?)
+    Ok(journal.list(since, state, needs_person, limit).await?)
 }
 
 /// `report.usage`.

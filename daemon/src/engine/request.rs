@@ -176,7 +176,11 @@ pub fn request_hash(s: &Submit) -> String {
     ))
 }
 
-/// What makes two settlements "the same sale" (gateway.md §5 rule 3).
+/// What makes two settlements "the same sale" (gateway.md §5 rule 3): for
+/// a pharmacy sale the person and its fee lines (`feedetl_sn`, which the
+/// platform requires unique per sale), whatever the amounts; for an
+/// outpatient settlement the visit and charge batch; for an inpatient one
+/// the stay. A cancel's key names the settlement it cancels.
 pub fn sale_key(spec: &TxnSpec, input: &Map<String, Value>) -> Option<String> {
     let s = |node: &str, k: &str| -> String {
         input
@@ -207,12 +211,7 @@ pub fn sale_key(spec: &TxnSpec, input: &Map<String, Value>) -> Option<String> {
                 })
                 .unwrap_or_default();
             sns.sort();
-            format!(
-                "2102|{}|{}|{}",
-                s("druginfo", "psn_no"),
-                s("druginfo", "medfee_sumamt"),
-                sns.join(",")
-            )
+            format!("2102|{}|{}", s("druginfo", "psn_no"), sns.join(","))
         }
         "2207" => format!("2207|{}|{}", s("data", "mdtrt_id"), s("data", "chrg_bchno")),
         other => format!("{other}|{}", s("data", "mdtrt_id")),
@@ -301,10 +300,11 @@ mod tests {
     fn sale_keys_name_the_sale() {
         let spec = spec_for("2102").unwrap();
         let a = json!({"druginfo": {"psn_no": "P", "medfee_sumamt": "9.00"}, "drugdetail": [{"feedetl_sn": "2"}, {"feedetl_sn": "1"}]});
-        let b = json!({"druginfo": {"psn_no": "P", "medfee_sumamt": "9.00"}, "drugdetail": [{"feedetl_sn": "1"}, {"feedetl_sn": "2"}]});
+        // The same lines at another amount are the same sale (defect 8b).
+        let b = json!({"druginfo": {"psn_no": "P", "medfee_sumamt": "8.00"}, "drugdetail": [{"feedetl_sn": "1"}, {"feedetl_sn": "2"}]});
         let ka = sale_key(spec, a.as_object().unwrap());
         assert_eq!(ka, sale_key(spec, b.as_object().unwrap()));
-        assert_eq!(ka.as_deref(), Some("2102|P|9.00|\"1\",\"2\""));
+        assert_eq!(ka.as_deref(), Some("2102|P|\"1\",\"2\""));
         let cancel = spec_for("2103").unwrap();
         let c = json!({"data": {"setl_id": "S"}});
         assert_eq!(

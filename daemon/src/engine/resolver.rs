@@ -1,19 +1,23 @@
-//! The resolver: works every unresolved record until it is final — 2601,
-//! an own cancel or a query for unknown outcomes, a resend under a new
-//! msgid for side-effect-free ones — with back-off, and reports records
-//! that stay unresolved too long. [`super::policy`] decides; this module
-//! sends, journals and waits.
+//! The resolver: works every record that still needs work until it is
+//! final or with a person — 2601, an own cancel or a query for unknown
+//! outcomes (undos only once the grace period has passed), a resend under a
+//! new msgid for side-effect-free ones, a 2601 probe for refused
+//! settlements — several at a time, with back-off, and reports records that
+//! stay unresolved too long. [`super::policy`] decides; this module sends,
+//! journals and waits.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Local;
+use futures_util::StreamExt;
 use settlement_client::Outcome;
 use settlement_client::envelope::Response;
+use settlement_client::reversal;
 use tracing::{Instrument, error, info, warn};
 
 use super::crash;
-use super::machine::{self, Action, Event, State, Verdict};
+use super::machine::{self, Action, Event, FailKind, State, Verdict};
 use super::policy::{self, Again, resolution_of};
 use super::runtime::{Engine, body_text, fatal};
 use crate::journal::{Record, Reversal};
@@ -24,28 +28,36 @@ pub const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
 /// How often the resolver looks at open records that have nothing due.
 const STALE_CHECK: Duration = Duration::from_secs(60);
 
+/// Records resolved at the same time (bounded, so a journal of many
+/// unknown outcomes does not flood the gateway).
+const CONCURRENCY: usize = 8;
+
+/// How long the resolver waits after it could not read the journal.
+const READ_RETRY: Duration = Duration::from_secs(1);
+
+/// What one resolution step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// 2601, an own cancel or a query.
+    Resolve,
+    /// A 2601 probe of a refused settlement.
+    Probe,
+}
+
 impl Engine {
     /// The resolver: works every unresolved record until it is final.
     pub(super) async fn resolver(self: Arc<Self>) {
         loop {
-            let open = match self.journal.unresolved().await {
-                Ok(v) => v,
+            let next_due = match self.journal.unresolved().await {
+                Ok(open) => self.pass(open).await,
                 Err(e) => {
-                    error!(error = %e, "Cannot read the journal.");
-                    Vec::new()
+                    // Never an empty list: look again soon.
+                    error!(error = %e, "Cannot read the journal; trying again.");
+                    Some(tokio::time::Instant::now() + READ_RETRY)
                 }
             };
-            let now = tokio::time::Instant::now();
-            // Look again at least each minute while anything is open, to
-            // report records that stay unresolved too long.
-            let mut next_due = (!open.is_empty()).then(|| now + STALE_CHECK);
-            for rec in open {
-                if self.cancel.is_cancelled() {
-                    return;
-                }
-                if let Some(due) = self.work_on(rec, now).await {
-                    next_due = Some(next_due.map_or(due, |n| n.min(due)));
-                }
+            if self.cancel.is_cancelled() {
+                return;
             }
             let sleep = async {
                 match next_due {
@@ -61,6 +73,26 @@ impl Engine {
         }
     }
 
+    /// One pass over the open records, [`CONCURRENCY`] at a time; returns
+    /// when the next record is due.
+    async fn pass(self: &Arc<Self>, open: Vec<Record>) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        // Look again at least each minute while anything is open, to
+        // report records that stay unresolved too long.
+        let floor = (!open.is_empty()).then(|| now + STALE_CHECK);
+        let dues: Vec<Option<tokio::time::Instant>> = futures_util::stream::iter(open)
+            .map(|rec| async move {
+                if self.cancel.is_cancelled() {
+                    return None;
+                }
+                self.work_on(rec, now).await
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        dues.into_iter().flatten().chain(floor).min()
+    }
+
     /// One record in the resolver's pass: resolves it if due and free;
     /// returns when it is due again, if ever.
     async fn work_on(
@@ -70,7 +102,11 @@ impl Engine {
     ) -> Option<tokio::time::Instant> {
         self.report_stale(&rec);
         let r = resolution_of(&rec.infno);
-        if !matches!(machine::next(rec.state, r), Action::Resolve | Action::Renew) {
+        let action = machine::next(rec.state, r, rec.fail_kind);
+        if !matches!(
+            action,
+            Action::Resolve | Action::Renew | Action::Probe | Action::Send
+        ) {
             return None;
         }
         let due = self
@@ -138,15 +174,31 @@ impl Engine {
     /// One resolution step; when to try again (`None`: the state machine
     /// refused the step, look at it on the next pass).
     async fn resolve_once(self: &Arc<Self>, rec: Record) -> Option<Again> {
-        match machine::next(rec.state, resolution_of(&rec.infno)) {
+        match machine::next(rec.state, resolution_of(&rec.infno), rec.fail_kind) {
             Action::Renew => self.renew(rec).await,
-            Action::Resolve => self.resolve(rec).await,
-            Action::Send | Action::Stop => None,
+            Action::Resolve => self.resolve(rec, Step::Resolve).await,
+            Action::Probe => self.resolve(rec, Step::Probe).await,
+            Action::Send => self.abandoned(rec).await,
+            Action::Stop => None,
+        }
+    }
+
+    /// A `pending` record no submitter holds: its send could not be
+    /// journaled, so nothing left. It fails, safe to resubmit.
+    async fn abandoned(&self, mut rec: Record) -> Option<Again> {
+        let before = policy::recovered(&mut rec, Local::now())?;
+        warn!(txn_id = %rec.txn_id, "A transaction was never sent (its send could not be journaled): failed, safe to resubmit.");
+        match self
+            .save(&rec, Some(format!("abandoned in {}", before.as_str())))
+            .await
+        {
+            Ok(()) => Some(Again::No),
+            Err(_) => Some(Again::Backoff),
         }
     }
 
     /// A side-effect-free request whose answer was lost: sent again under a
-    /// new msgid.
+    /// new msgid (journaled with the send).
     async fn renew(self: &Arc<Self>, mut rec: Record) -> Option<Again> {
         let Ok(sign_no) = self.sign_no().await else {
             return Some(Again::Backoff);
@@ -164,29 +216,36 @@ impl Engine {
             };
         rec.msgid = p.msgid.to_string();
         rec.request = body_text(&p);
+        rec.resent_after_unknown = true;
         let r = resolution_of(&rec.infno);
         rec.state = machine::apply(rec.state, r, rec.fail_kind, &Event::Renewed).ok()?;
-        rec.updated_at = Local::now();
-        if self
-            .save(&rec, Some("renewed for a resend".into()))
-            .await
-            .is_err()
-        {
-            return Some(Again::Backoff);
-        }
-        let rec = self.drive(rec, p).await;
-        Some(if rec.state.is_final() {
-            Again::No
-        } else {
-            Again::Backoff
+        Some(match self.drive(rec, p).await {
+            Ok(rec) if rec.state.is_final() => Again::No,
+            _ => Again::Backoff,
         })
     }
 
-    /// One attempt to undo or find an original whose outcome is unknown:
-    /// journal the attempt, send it, journal what it established.
-    async fn resolve(self: &Arc<Self>, mut rec: Record) -> Option<Again> {
+    /// One attempt to undo, find or confirm an original: journal the
+    /// attempt, send it, journal what it established. Undos wait for the
+    /// grace period first.
+    async fn resolve(self: &Arc<Self>, mut rec: Record, step: Step) -> Option<Again> {
         let r = resolution_of(&rec.infno);
-        let Some((infno, input)) = policy::resolution_request(&rec, r) else {
+        let grace = self.settings.reversal_grace;
+        if step == Step::Resolve
+            && policy::waits_for_grace(r)
+            && let Some(left) = policy::grace_left(self.age(&rec), grace)
+        {
+            // An undo sent now could be overtaken by the original.
+            return Some(Again::After(left));
+        }
+        let request = match step {
+            Step::Probe => Some((
+                "2601",
+                reversal::reversal_input(&rec.psn_no, &rec.msgid, &rec.infno),
+            )),
+            Step::Resolve => policy::resolution_request(&rec, r),
+        };
+        let Some((infno, input)) = request else {
             error!("Cannot build the undo request; needs a person.");
             return Some(Again::Backoff);
         };
@@ -210,7 +269,9 @@ impl Engine {
             state: "sent".into(),
             attempts,
         });
-        rec.state = machine::apply(rec.state, r, rec.fail_kind, &Event::Resolving).ok()?;
+        if step == Step::Resolve {
+            rec.state = machine::apply(rec.state, r, rec.fail_kind, &Event::Resolving).ok()?;
+        }
         rec.updated_at = Local::now();
         if self
             .save(&rec, Some(format!("{infno} {} for {}", p.msgid, rec.msgid)))
@@ -229,11 +290,17 @@ impl Engine {
         if out.is_sign_in_rejection() {
             self.gateway.invalidate_sign_in(&sign_no).await;
         }
-        let now = Local::now();
-        let grace = self.settings.reversal_grace;
-        let grace_passed = policy::grace_passed(rec.sent_at, now, grace);
-        let verdict = policy::verdict(r, &out, &rec, grace_passed);
-        policy::resolved(&mut rec, verdict, &out).ok()?;
+        let limit = self.settings.max_unclear_answers;
+        let verdict = match step {
+            Step::Probe => {
+                policy::probed(&mut rec, policy::probe_verdict(&out), &out, limit).ok()?
+            }
+            Step::Resolve => {
+                let passed = policy::grace_passed(self.age(&rec), grace);
+                let v = policy::verdict(r, &out, &rec, passed);
+                policy::resolved(&mut rec, v, &out, limit).ok()?
+            }
+        };
         log_resolution(&rec, verdict, &out);
         rec.updated_at = Local::now();
         if let Err(e) = self
@@ -243,8 +310,14 @@ impl Engine {
             fatal(&e);
         }
         crash::point("after_resolved");
-        let age = policy::age(rec.sent_at, Local::now());
-        Some(policy::again(rec.state, verdict, age, grace))
+        if step == Step::Probe {
+            return Some(if rec.fail_kind == Some(FailKind::Unconfirmed) {
+                Again::Backoff
+            } else {
+                Again::No
+            });
+        }
+        Some(policy::again(rec.state, verdict, self.age(&rec), grace))
     }
 }
 
@@ -255,9 +328,11 @@ fn log_resolution(rec: &Record, verdict: Verdict, out: &Outcome<Response>) {
         (_, State::Succeeded) => {
             info!(omsgid = %rec.msgid, "The lost answer was found: it took effect.")
         }
-        (_, State::Failed) => info!(omsgid = %rec.msgid, "Proven never to have taken effect."),
-        (Outcome::Rejected { infcode, err_msg }, State::ReversalFailed) => {
-            error!(omsgid = %rec.msgid, infcode, err_msg = %err_msg, "Reversal refused: needs a person.")
+        (_, State::Failed) if rec.fail_kind == Some(FailKind::Rejected) => {
+            info!(omsgid = %rec.msgid, "Proven not in effect.")
+        }
+        (_, State::ReversalFailed) => {
+            error!(omsgid = %rec.msgid, outcome = out.class(), "No definitive answer: needs a person.")
         }
         _ if matches!(
             verdict,
@@ -266,10 +341,10 @@ fn log_resolution(rec: &Record, verdict: Verdict, out: &Outcome<Response>) {
             }
         ) =>
         {
-            info!(omsgid = %rec.msgid, "Nothing to undo yet; asking again after the grace period in case the original is still on its way.")
+            info!(omsgid = %rec.msgid, "Nothing found yet; asking again after the grace period in case the original is still on its way.")
         }
         _ => {
-            warn!(omsgid = %rec.msgid, outcome = out.class(), "Resolution not definitive yet; will retry.")
+            warn!(omsgid = %rec.msgid, outcome = out.class(), attempt_state = policy::attempt_state(verdict, out), "Resolution not definitive yet; will retry.")
         }
     }
 }

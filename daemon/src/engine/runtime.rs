@@ -25,13 +25,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, warn};
 
-use super::machine::{self, Action, Event, FailKind, Resolution, State};
+use super::machine::{self, Action, Event, FailKind, State};
 use super::policy::{self, resolution_of};
 use super::report::{self, Usage};
 use super::request::{self, Filled, Submit};
 use super::{TxnError, TxnKey, crash};
 use crate::events::EventBus;
-use crate::journal::{Counts, Inserted, Journal, JournalError, Record};
+use crate::journal::{Closure, Counts, Inserted, Journal, JournalError, Record};
 use crate::sessions::Sessions;
 
 /// Times a never-sent request is retried within one `txn.submit`.
@@ -41,20 +41,44 @@ const NOT_SENT_RETRIES: u32 = 2;
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// "Nothing to reverse" is believed only this long after the original
-    /// was sent: a slow original can arrive after its reversal.
+    /// was sent (monotonic time): a slow original can arrive after its
+    /// reversal. Undos (2601, own cancels) are first tried after it.
     pub reversal_grace: Duration,
+    /// Unclear answers (unknown refusal texts, query answers without their
+    /// list) tried before a record is handed to a person.
+    pub max_unclear_answers: u32,
 }
 
 impl EngineSettings {
     /// From the config: `journal.reversal_grace_ms`, by default twice the
-    /// gateway request timeout.
+    /// gateway request timeout; `journal.max_unclear_answers`.
     pub fn from_config(cfg: &ybpos_config::Config) -> Self {
         EngineSettings {
             reversal_grace: cfg
                 .journal
                 .reversal_grace
                 .unwrap_or(cfg.gateway.request_timeout * 2),
+            max_unclear_answers: cfg.journal.max_unclear_answers,
         }
+    }
+}
+
+/// Whether a record may be sent now.
+enum Gate {
+    /// Journaled as sent: send it.
+    Go,
+    /// Another attempt of the sale blocks it; nothing was written.
+    Blocked(TxnError),
+    /// The journal write failed; nothing was sent.
+    JournalFailed,
+}
+
+/// The error a client gets when a sale is blocked by `other`.
+fn blocked(other: &Record, why: policy::Blocker) -> TxnError {
+    let txn_id = other.txn_id.clone();
+    match why {
+        policy::Blocker::InEffect => TxnError::AlreadySettled { txn_id },
+        policy::Blocker::InDoubt => TxnError::SaleUnresolved { txn_id },
     }
 }
 
@@ -73,6 +97,8 @@ pub struct Engine {
     pub(super) stale_reported: Mutex<HashSet<String>>,
     /// Wakes the resolver when a new unknown outcome appears.
     pub(super) wake: Notify,
+    /// When each record was last sent, on the monotonic clock.
+    sent_mono: Mutex<HashMap<String, tokio::time::Instant>>,
     pub(super) cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -109,6 +135,7 @@ impl Engine {
             backoff: Mutex::new(HashMap::new()),
             stale_reported: Mutex::new(Default::default()),
             wake: Notify::new(),
+            sent_mono: Mutex::new(HashMap::new()),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
         })
@@ -117,6 +144,36 @@ impl Engine {
     /// The journal (for reports).
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// How long ago `rec` was last sent, on the monotonic clock. After a
+    /// restart it counts from what the journal kept (`sent_elapsed_ms`):
+    /// time while the daemon was down is not counted, so the grace period
+    /// can only get longer, never shorter.
+    pub(super) fn age(&self, rec: &Record) -> Duration {
+        let now = tokio::time::Instant::now();
+        let mut m = self.sent_mono.lock().unwrap_or_else(|e| e.into_inner());
+        let base = *m.entry(rec.txn_id.clone()).or_insert_with(|| {
+            now.checked_sub(Duration::from_millis(rec.sent_elapsed_ms))
+                .unwrap_or(now)
+        });
+        now.saturating_duration_since(base)
+    }
+
+    /// Notes that `txn_id` is being sent now.
+    fn sending_now(&self, txn_id: &str) {
+        self.sent_mono
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(txn_id.to_string(), tokio::time::Instant::now());
+    }
+
+    /// Forgets the send time of a record that is final.
+    pub(super) fn forget(&self, txn_id: &str) {
+        self.sent_mono
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(txn_id);
     }
 
     /// The lock that serialises work on one record (submitter vs resolver).
@@ -189,7 +246,15 @@ impl Engine {
         rec: &Record,
         detail: Option<String>,
     ) -> Result<(), JournalError> {
+        let mut rec = rec.clone();
+        if rec.sent_at.is_some() {
+            rec.sent_elapsed_ms = self.age(&rec).as_millis() as u64;
+        }
         self.journal.save(rec.clone(), detail).await?;
+        if rec.state.is_final() && rec.fail_kind != Some(FailKind::Unconfirmed) {
+            self.forget(&rec.txn_id);
+        }
+        let rec = &rec;
         crate::metrics::global()
             .txn_states
             .inc(&[&rec.infno, rec.state.as_str()]);
@@ -211,14 +276,52 @@ impl Engine {
         report::get(&self.journal, key).await
     }
 
-    /// `txn.list`: newest first.
+    /// `txn.list`: newest first; with `needs_person` only what a person must
+    /// look at (handed over, or open for longer than [`super::STALE_AFTER`]).
     pub async fn list(
         &self,
         since: Option<DateTime<Local>>,
         state: Option<State>,
+        needs_person: bool,
         limit: usize,
     ) -> Result<Vec<Record>, TxnError> {
-        report::list(&self.journal, since, state, limit).await
+        let stale = needs_person.then(|| {
+            Local::now() - chrono::Duration::from_std(super::STALE_AFTER).unwrap_or_default()
+        });
+        report::list(&self.journal, since, state, stale, limit).await
+    }
+
+    /// `txn.resolve`: a person closes a record the machine could not finish,
+    /// with who and why in the journal.
+    pub async fn close(&self, txn_id: &str, closure: Closure) -> Result<Record, TxnError> {
+        let lock = self.lock_for(txn_id);
+        let _held = lock.lock().await;
+        let key = TxnKey::TxnId(txn_id.to_string());
+        let mut rec = report::get(&self.journal, &key).await?;
+        let from = rec.state;
+        policy::close(&mut rec, closure.clone()).map_err(|_| TxnError::NotClosable {
+            txn_id: rec.txn_id.clone(),
+            state: from,
+        })?;
+        warn!(
+            txn_id = %rec.txn_id,
+            from = from.as_str(),
+            to = rec.state.as_str(),
+            operator = %closure.operator,
+            "A person closed a transaction."
+        );
+        self.save(
+            &rec,
+            Some(format!(
+                "closed by {} from {}: {}",
+                closure.operator,
+                from.as_str(),
+                closure.note
+            )),
+        )
+        .await?;
+        self.forget(&rec.txn_id);
+        Ok(rec)
     }
 
     /// `report.usage`.
@@ -265,22 +368,19 @@ impl Engine {
         let lock = self.lock_for(&rec.txn_id);
         let _held = lock.lock().await;
         crash::point("before_journal");
-        match self.journal.insert(rec.clone()).await? {
+        match self.journal.insert(rec.clone(), policy::blocks).await? {
             Inserted::New => {}
             Inserted::Existing(e) => {
                 drop(_held);
                 return self.resubmitted(*e, &hash).await;
             }
-            Inserted::SaleUnresolved(older) => {
-                return Err(TxnError::SaleUnresolved {
-                    txn_id: older.txn_id,
-                });
-            }
+            Inserted::Blocked(other, why) => return Err(blocked(&other, why)),
         }
+        self.sending_now(&rec.txn_id);
         self.publish(&rec);
         crash::point("after_journal");
         info!(msgid = %rec.msgid, "Transaction journaled.");
-        Ok(self.drive(rec, prepared).await)
+        self.drive(rec, prepared).await
     }
 
     /// A sign-in number, signing in when needed; `Err` says why not.
@@ -325,20 +425,21 @@ impl Engine {
         )?;
         rec.fail_kind = None;
         rec.error = None;
-        rec.updated_at = Local::now();
-        self.save(&rec, Some("resubmitted".into())).await?;
-        Ok(self.drive(rec, prepared).await)
+        // Journaled as sent by `drive`, with the sale check: a resubmission
+        // is checked as a first attempt is.
+        self.drive(rec, prepared).await
     }
 
     /// Rebuilds the envelope of a never-executed request: the same msgid when
-    /// it never left, a new one when the gateway refused our sign-in.
+    /// it never left, a new one when the gateway refused our sign-in or the
+    /// msgid itself.
     async fn reprepare(&self, rec: &mut Record) -> Result<Prepared, String> {
         let sign_no = match self.gateway.sign_no().await {
             Outcome::Ok(s) => s,
             Outcome::Rejected { err_msg, .. } => return Err(err_msg),
             Outcome::NotSent { reason } | Outcome::Unknown { reason } => return Err(reason),
         };
-        let p = if rec.fail_kind == Some(FailKind::SignInRejected) {
+        let p = if rec.fail_kind.is_some_and(FailKind::needs_new_msgid) {
             self.gateway
                 .prepare(&rec.infno, rec.input.clone(), &rec.insuplc_admdvs, &sign_no)?
         } else {
@@ -356,15 +457,25 @@ impl Engine {
         Ok(p)
     }
 
-    /// Sends a `pending` (or freshly journaled `sent`) record and records the outcome; retries a request
-    /// that never left (same msgid) and one refused for its sign-in (new
-    /// msgid) a few times. Returns the record as it ends.
-    pub(super) async fn drive(self: &Arc<Self>, mut rec: Record, mut prepared: Prepared) -> Record {
+    /// Sends a `pending` (or freshly journaled `sent`) record and records the
+    /// outcome; retries a request that never left (same msgid) and one
+    /// refused for its sign-in or msgid (new msgid) a few times. Every send
+    /// is journaled first, with the sale check. Returns the record as it
+    /// ends, or why the sale blocks a retry (the record stays as it was).
+    pub(super) async fn drive(
+        self: &Arc<Self>,
+        mut rec: Record,
+        mut prepared: Prepared,
+    ) -> Result<Record, TxnError> {
         let r = resolution_of(&rec.infno);
         let mut retries = 0;
         loop {
-            if rec.state == State::Pending && !self.journal_sending(&mut rec).await {
-                return rec;
+            if rec.state == State::Pending {
+                match self.journal_sending(&mut rec).await {
+                    Gate::Go => {}
+                    Gate::Blocked(e) => return Err(e),
+                    Gate::JournalFailed => return Ok(rec),
+                }
             }
             crash::point("after_sent");
             let out = self.gateway.send(&prepared).await;
@@ -382,6 +493,10 @@ impl Engine {
                 fatal(&e);
             }
             crash::point("after_outcome");
+            if rec.fail_kind == Some(FailKind::DuplicateMsgid) {
+                crate::metrics::global().msgid_collisions.inc(&[]);
+                error!(msgid = %rec.msgid, "The gateway refused the msgid as used before: another terminal of this institution uses the same msgids (set terminal.terminals and a different terminal.msgid_node on each). Sending again under a new msgid; the refused one is never reversed.");
+            }
             let retry = rec.state == State::Failed
                 && rec.fail_kind.is_some_and(FailKind::retryable)
                 && retries < NOT_SENT_RETRIES;
@@ -391,14 +506,14 @@ impl Engine {
                     self.gateway
                         .invalidate_sign_in(&prepared.request.sign_no)
                         .await;
-                } else {
+                } else if rec.fail_kind == Some(FailKind::NotSent) {
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(retries))).await;
                 }
                 match self.reprepare(&mut rec).await {
                     Ok(p) => prepared = p,
                     Err(reason) => {
                         warn!(%reason, "Cannot prepare a retry.");
-                        return rec;
+                        return Ok(rec);
                     }
                 }
                 rec.state = machine::apply(rec.state, r, rec.fail_kind, &Event::Retried)
@@ -406,33 +521,55 @@ impl Engine {
                 rec.fail_kind = None;
                 continue;
             }
-            if rec.state == State::Unknown {
-                if r == Resolution::Surface {
-                    error!(msgid = %rec.msgid, infno = %rec.infno, "Outcome unknown and the platform offers no way to resolve it: needs a person.");
-                }
+            if rec.state == State::Unknown || rec.fail_kind == Some(FailKind::Unconfirmed) {
                 self.wake.notify_one();
             }
-            return rec;
+            if rec.state == State::ReversalFailed {
+                error!(msgid = %rec.msgid, infno = %rec.infno, "Outcome unknown and the platform offers no way to resolve it: needs a person.");
+            }
+            return Ok(rec);
         }
     }
 
-    /// Journals a `pending` record as `sent` before its request leaves;
-    /// false (nothing sent, the record stays pending) when the write fails.
-    async fn journal_sending(&self, rec: &mut Record) -> bool {
+    /// Journals a `pending` record as `sent` before its request leaves, in
+    /// one transaction with the sale check.
+    async fn journal_sending(&self, rec: &mut Record) -> Gate {
         let r = resolution_of(&rec.infno);
-        debug_assert_eq!(machine::next(rec.state, r), Action::Send);
+        debug_assert_eq!(machine::next(rec.state, r, rec.fail_kind), Action::Send);
+        let before = rec.clone();
         rec.state =
             machine::apply(rec.state, r, rec.fail_kind, &Event::Sending).unwrap_or(State::Sent);
         rec.attempts += 1;
         rec.updated_at = Local::now();
         rec.sent_at = Some(rec.updated_at);
-        if let Err(e) = self.save(rec, Some(format!("sending {}", rec.msgid))).await {
-            // Nothing has left: the record stays pending and recovery fails it safely.
-            error!(error = %e, "Journal write failed before sending; not sent.");
-            rec.state = State::Pending;
-            return false;
+        rec.sent_elapsed_ms = 0;
+        let detail = format!("sending {}", rec.msgid);
+        match self
+            .journal
+            .mark_sent(rec.clone(), detail, policy::blocks)
+            .await
+        {
+            Ok(None) => {
+                self.sending_now(&rec.txn_id);
+                crate::metrics::global()
+                    .txn_states
+                    .inc(&[&rec.infno, rec.state.as_str()]);
+                self.publish(rec);
+                Gate::Go
+            }
+            Ok(Some((other, why))) => {
+                info!(other = %other.txn_id, "Not sent again: another attempt of this sale is in effect or in doubt.");
+                *rec = before;
+                Gate::Blocked(blocked(&other, why))
+            }
+            Err(e) => {
+                // Nothing has left: the record stays as journaled before; the
+                // resolver (or recovery) fails a pending one safely.
+                error!(error = %e, "Journal write failed before sending; not sent.");
+                *rec = before;
+                Gate::JournalFailed
+            }
         }
-        true
     }
 }
 
@@ -474,6 +611,10 @@ fn new_record(
         attempts: 1,
         setl_id: None,
         sent_at: Some(now),
+        sent_elapsed_ms: 0,
+        resent_after_unknown: false,
+        unclear_answers: 0,
+        closed: None,
         created_at: now,
         updated_at: now,
     }

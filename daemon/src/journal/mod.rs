@@ -11,7 +11,7 @@
 pub mod record;
 pub mod schema;
 
-pub use record::{Problem, Record, Reversal};
+pub use record::{Closure, Problem, Record, Reversal};
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +63,8 @@ fn fail_kind_str(k: Option<FailKind>) -> Option<&'static str> {
         FailKind::Rejected => "rejected",
         FailKind::NotSent => "not_sent",
         FailKind::SignInRejected => "sign_in_rejected",
+        FailKind::DuplicateMsgid => "duplicate_msgid",
+        FailKind::Unconfirmed => "unconfirmed",
     })
 }
 
@@ -71,13 +73,16 @@ fn parse_fail_kind(s: Option<String>) -> Option<FailKind> {
         Some("rejected") => Some(FailKind::Rejected),
         Some("not_sent") => Some(FailKind::NotSent),
         Some("sign_in_rejected") => Some(FailKind::SignInRejected),
+        Some("duplicate_msgid") => Some(FailKind::DuplicateMsgid),
+        Some("unconfirmed") => Some(FailKind::Unconfirmed),
         _ => None,
     }
 }
 
 const COLUMNS: &str = "txn_id, client_ref, infno, request_hash, session_id, input, insuplc_admdvs, psn_no, \
     mdtrt_cert_type, sale_key, msgid, request, state, fail_kind, output, error, reversal_msgid, \
-    reversal_infno, reversal_state, reversal_attempts, attempts, setl_id, cancels_setl_id, sent_at, created_at, updated_at";
+    reversal_infno, reversal_state, reversal_attempts, attempts, setl_id, cancels_setl_id, sent_at, created_at, updated_at, \
+    sent_elapsed_ms, resent_after_unknown, unclear_answers, closed";
 
 fn from_row(r: &Row<'_>) -> Result<Record, JournalError> {
     let txn_id: String = r.get(0)?;
@@ -127,6 +132,10 @@ fn from_row(r: &Row<'_>) -> Result<Record, JournalError> {
             .ok_or_else(|| corrupt("created_at".into()))?,
         updated_at: parse_ts(&r.get::<_, String>(25)?)
             .ok_or_else(|| corrupt("updated_at".into()))?,
+        sent_elapsed_ms: r.get::<_, i64>(26)?.max(0) as u64,
+        resent_after_unknown: r.get::<_, i64>(27)? != 0,
+        unclear_answers: r.get::<_, i64>(28)?.max(0) as u32,
+        closed: json(r.get(29)?)?.as_ref().and_then(Closure::from_json),
         txn_id,
     })
 }
@@ -184,6 +193,13 @@ fn bind(rec: &Record) -> Vec<Bound> {
         (":sent_at", Box::new(rec.sent_at.as_ref().map(ts))),
         (":created_at", Box::new(ts(&rec.created_at))),
         (":updated_at", Box::new(ts(&rec.updated_at))),
+        (":sent_elapsed_ms", Box::new(rec.sent_elapsed_ms as i64)),
+        (":resent_after_unknown", Box::new(rec.resent_after_unknown)),
+        (":unclear_answers", Box::new(rec.unclear_answers)),
+        (
+            ":closed",
+            Box::new(rec.closed.as_ref().map(|c| c.to_json().to_string())),
+        ),
     ]
 }
 
@@ -199,15 +215,26 @@ fn col(name: &str) -> &str {
 
 /// What [`Journal::insert`] found.
 #[derive(Debug, Clone)]
-pub enum Inserted {
+pub enum Inserted<B> {
     /// The record is new and durable.
     New,
     /// A record with the same `client_ref` exists already.
     Existing(Box<Record>),
-    /// An unresolved record of the same sale exists (gateway.md §5 rule 3):
-    /// nothing was written.
-    SaleUnresolved(Box<Record>),
+    /// Another attempt of the same sale blocks this one (gateway.md §5
+    /// rule 3), for the reason the sale rule gave: nothing was written.
+    Blocked(Box<Record>, B),
 }
+
+/// The sale rule: whether `other`, an attempt of the same sale, blocks a
+/// send (and why); `cancelled` says whether a succeeded cancel names its
+/// `setl_id`. The engine's policy supplies it; the journal applies it
+/// inside the transaction that marks a record sent.
+pub type SaleRule<B> = fn(other: &Record, cancelled: bool) -> Option<B>;
+
+/// The states of records that still need work (not final, or a refused
+/// settlement not yet confirmed void), as SQL.
+const OPEN: &str = "(state NOT IN ('succeeded','failed','reversed','reversal_failed') \
+    OR (state = 'failed' AND fail_kind = 'unconfirmed'))";
 
 /// Counts for `system.info` and the metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -269,11 +296,10 @@ impl CountReader {
 
 fn count_query(c: &Connection, stale: &str) -> Result<Counts, rusqlite::Error> {
     c.query_row(
-        "SELECT \
-           coalesce(sum(state NOT IN ('succeeded','failed','reversed','reversal_failed')),0), \
-           coalesce(sum(state = 'reversal_failed'),0), \
-           coalesce(sum(state NOT IN ('succeeded','failed','reversed','reversal_failed') AND created_at < ?1),0) \
-         FROM txn",
+        &format!(
+            "SELECT coalesce(sum({OPEN}),0), coalesce(sum(state = 'reversal_failed'),0), \
+             coalesce(sum({OPEN} AND created_at < ?1),0) FROM txn"
+        ),
         [stale],
         |r| {
             Ok(Counts {
@@ -343,8 +369,12 @@ impl Journal {
     }
 
     /// Writes a new record (durably), or returns the one with the same
-    /// client_ref, or the unresolved earlier attempt of the same sale.
-    pub async fn insert(&self, rec: Record) -> Result<Inserted, JournalError> {
+    /// client_ref, or the attempt of the same sale that blocks it by `rule`.
+    pub async fn insert<B: Send + 'static>(
+        &self,
+        rec: Record,
+        rule: SaleRule<B>,
+    ) -> Result<Inserted<B>, JournalError> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let existing = tx
@@ -359,20 +389,8 @@ impl Journal {
             }
             // Checked in the same transaction as the insert, so two attempts
             // of one sale racing each other cannot both get in.
-            if let Some(k) = &rec.sale_key {
-                let older = tx
-                    .query_row(
-                        &format!(
-                            "SELECT {COLUMNS} FROM txn WHERE sale_key = ?1 AND state NOT IN \
-                             ('succeeded','failed','reversed','reversal_failed') LIMIT 1"
-                        ),
-                        [k],
-                        |r| Ok(from_row(r)),
-                    )
-                    .optional()?;
-                if let Some(o) = older {
-                    return Ok(Inserted::SaleUnresolved(Box::new(o?)));
-                }
+            if let Some((other, why)) = sale_blocker(&tx, &rec, rule)? {
+                return Ok(Inserted::Blocked(Box::new(other), why));
             }
             let values = bind(&rec);
             let names: Vec<&str> = values.iter().map(|(k, _)| *k).collect();
@@ -392,28 +410,34 @@ impl Journal {
         .await
     }
 
+    /// Saves `rec` as it is about to be sent (state `sent`, its msgid)
+    /// unless another attempt of its sale blocks it by `rule`: the check and
+    /// the write are one transaction, so every send — a retry, a
+    /// resubmission, a renewal — is checked as a first one is.
+    pub async fn mark_sent<B: Send + 'static>(
+        &self,
+        rec: Record,
+        detail: String,
+        rule: SaleRule<B>,
+    ) -> Result<Option<(Box<Record>, B)>, JournalError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            if let Some((other, why)) = sale_blocker(&tx, &rec, rule)? {
+                return Ok(Some((Box::new(other), why)));
+            }
+            update(&tx, &rec)?;
+            log(&tx, &rec, Some(&detail))?;
+            tx.commit()?;
+            Ok(None)
+        })
+        .await
+    }
+
     /// Saves every mutable field of `rec` (durably) and logs the change.
     pub async fn save(&self, rec: Record, detail: Option<String>) -> Result<(), JournalError> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            // Every column but the identity ones; the insert binds the same values.
-            let values: Vec<_> = bind(&rec)
-                .into_iter()
-                .filter(|(k, _)| !IMMUTABLE.contains(&col(k)) || col(k) == "txn_id")
-                .collect();
-            let sets: Vec<String> = values
-                .iter()
-                .map(|(k, _)| col(k))
-                .filter(|c| *c != "txn_id")
-                .map(|c| format!("{c} = :{c}"))
-                .collect();
-            let n = tx.execute(
-                &format!("UPDATE txn SET {} WHERE txn_id = :txn_id", sets.join(", ")),
-                named(&values).as_slice(),
-            )?;
-            if n != 1 {
-                return Err(JournalError::Db(format!("record {} vanished", rec.txn_id)));
-            }
+            update(&tx, &rec)?;
             log(&tx, &rec, detail.as_deref())?;
             tx.commit()?;
             Ok(())
@@ -446,36 +470,44 @@ impl Journal {
         .await
     }
 
-    /// Records created at or after `since`, optionally in one state, newest first.
+    /// Records created at or after `since`, optionally in one state, and
+    /// with `needs_person` only those a person must look at (handed over,
+    /// or open since before that time), newest first.
     pub async fn list(
         &self,
         since: Option<DateTime<Local>>,
         state: Option<State>,
+        needs_person: Option<DateTime<Local>>,
         limit: usize,
     ) -> Result<Vec<Record>, JournalError> {
         let since = since.map(|t| ts(&t)).unwrap_or_default();
         let state = state.map(|s| s.as_str().to_string());
+        let stale = needs_person.map(|t| ts(&t));
         self.run(move |c| {
             let mut st = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM txn WHERE created_at >= ?1 AND (?2 IS NULL OR state = ?2) \
-                 ORDER BY created_at DESC, txn_id DESC LIMIT ?3"
+                 AND (?3 IS NULL OR state = 'reversal_failed' OR ({OPEN} AND created_at < ?3)) \
+                 ORDER BY created_at DESC, txn_id DESC LIMIT ?4"
             ))?;
-            let rows = st.query_map(params![since, state, limit as i64], |r| Ok(from_row(r)))?;
+            let rows = st.query_map(params![since, state, stale, limit as i64], |r| {
+                Ok(from_row(r))
+            })?;
             rows.map(|r| r.map_err(JournalError::from).and_then(|x| x))
                 .collect()
         })
         .await
     }
 
-    /// Every record not in a final state, oldest first.
+    /// Every record that still needs work (not final, or a refused
+    /// settlement not yet confirmed void), oldest first.
     pub async fn unresolved(&self) -> Result<Vec<Record>, JournalError> {
         self.run(move |c| {
             let mut st = c.prepare(&format!(
-                "SELECT {COLUMNS} FROM txn WHERE state NOT IN ('succeeded','failed','reversed','reversal_failed') \
-                 ORDER BY created_at"
+                "SELECT {COLUMNS} FROM txn WHERE {OPEN} ORDER BY created_at"
             ))?;
             let rows = st.query_map([], |r| Ok(from_row(r)))?;
-            rows.map(|r| r.map_err(JournalError::from).and_then(|x| x)).collect()
+            rows.map(|r| r.map_err(JournalError::from).and_then(|x| x))
+                .collect()
         })
         .await
     }
@@ -570,6 +602,60 @@ impl Journal {
         })
         .await
     }
+}
+
+/// Writes every mutable column of `rec`; the insert binds the same values.
+fn update(tx: &rusqlite::Transaction<'_>, rec: &Record) -> Result<(), JournalError> {
+    let values: Vec<_> = bind(rec)
+        .into_iter()
+        .filter(|(k, _)| !IMMUTABLE.contains(&col(k)) || col(k) == "txn_id")
+        .collect();
+    let sets: Vec<String> = values
+        .iter()
+        .map(|(k, _)| col(k))
+        .filter(|c| *c != "txn_id")
+        .map(|c| format!("{c} = :{c}"))
+        .collect();
+    let n = tx.execute(
+        &format!("UPDATE txn SET {} WHERE txn_id = :txn_id", sets.join(", ")),
+        named(&values).as_slice(),
+    )?;
+    if n != 1 {
+        return Err(JournalError::Db(format!("record {} vanished", rec.txn_id)));
+    }
+    Ok(())
+}
+
+/// The first other attempt of `rec`'s sale that blocks it by `rule`.
+fn sale_blocker<B>(
+    tx: &rusqlite::Transaction<'_>,
+    rec: &Record,
+    rule: SaleRule<B>,
+) -> Result<Option<(Record, B)>, JournalError> {
+    let Some(key) = &rec.sale_key else {
+        return Ok(None);
+    };
+    let mut st = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM txn WHERE sale_key = ?1 AND txn_id != ?2 ORDER BY created_at"
+    ))?;
+    let others: Vec<Record> = st
+        .query_map(params![key, rec.txn_id], |r| Ok(from_row(r)))?
+        .map(|r| r.map_err(JournalError::from).and_then(|x| x))
+        .collect::<Result<_, _>>()?;
+    for other in others {
+        let cancelled = match &other.setl_id {
+            Some(setl_id) => tx
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM txn WHERE cancels_setl_id = ?1 AND state = 'succeeded')",
+                )?
+                .query_row([setl_id], |r| r.get::<_, bool>(0))?,
+            None => false,
+        };
+        if let Some(why) = rule(&other, cancelled) {
+            return Ok(Some((other, why)));
+        }
+    }
+    Ok(None)
 }
 
 fn log(

@@ -159,12 +159,60 @@ pub struct Record {
     pub setl_id: Option<String>,
     /// For cancels: the `setl_id` they cancel.
     pub cancels_setl_id: Option<String>,
-    /// When the request was last posted (the reversal grace counts from here).
+    /// When the request was last posted (wall clock, for people).
     pub sent_at: Option<DateTime<Local>>,
+    /// Milliseconds since the last post as this daemon measured them on a
+    /// monotonic clock (time while it was down not counted): the reversal
+    /// grace period counts on this, never on the wall clock.
+    pub sent_elapsed_ms: u64,
+    /// Sent again under a new msgid after its first answer was lost (a
+    /// cancel refused as already done then took effect).
+    pub resent_after_unknown: bool,
+    /// Answers of unclear meaning so far (see `journal.max_unclear_answers`).
+    pub unclear_answers: u32,
+    /// How a person closed it (`txn.resolve`).
+    pub closed: Option<Closure>,
     /// Created.
     pub created_at: DateTime<Local>,
     /// Last change.
     pub updated_at: DateTime<Local>,
+}
+
+/// A person's closing of a record the machine could not finish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closure {
+    /// The state they set: `succeeded`, `failed` or `reversed`.
+    pub outcome: State,
+    /// Who.
+    pub operator: String,
+    /// Why (what they checked).
+    pub note: String,
+    /// When.
+    pub at: DateTime<Local>,
+}
+
+impl Closure {
+    /// The stored form (also the record's `resolution` on the wire).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "outcome": self.outcome.as_str(),
+            "operator": self.operator,
+            "note": self.note,
+            "at": self.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+        })
+    }
+
+    /// Reads the stored form.
+    pub fn from_json(v: &Value) -> Option<Closure> {
+        Some(Closure {
+            outcome: State::parse(v["outcome"].as_str()?)?,
+            operator: v["operator"].as_str()?.to_string(),
+            note: v["note"].as_str()?.to_string(),
+            at: DateTime::parse_from_rfc3339(v["at"].as_str()?)
+                .ok()?
+                .with_timezone(&Local),
+        })
+    }
 }
 
 #[cfg(test)]

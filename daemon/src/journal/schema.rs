@@ -61,6 +61,15 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 2: money safety — the monotonic time since the last send, resends
+    // after a lost answer, unclear answers, a person's closing.
+    r#"
+    ALTER TABLE txn ADD COLUMN sent_elapsed_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE txn ADD COLUMN resent_after_unknown INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE txn ADD COLUMN unclear_answers INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE txn ADD COLUMN closed TEXT;
+    CREATE INDEX txn_cancels ON txn(cancels_setl_id);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -86,4 +95,39 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         tx.commit().map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_journal_is_migrated_with_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO txn (txn_id, client_ref, infno, request_hash, input, msgid, state, created_at, updated_at) \
+                 VALUES ('t1', 'c1', '2102', 'h', '{}', 'P42130200001202611231000000001', 'reversing', \
+                 '2026-11-23T10:00:00Z', '2026-11-23T10:00:00Z')",
+                [],
+            )
+            .unwrap();
+        }
+        let j = crate::journal::Journal::open(&path).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let r = rt.block_on(j.by_txn_id("t1")).unwrap().unwrap();
+        assert_eq!(r.sent_elapsed_ms, 0);
+        assert!(!r.resent_after_unknown && r.closed.is_none());
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, VERSION);
+    }
 }

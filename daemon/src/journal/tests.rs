@@ -27,9 +27,18 @@ fn rec(client_ref: &str, state: State) -> Record {
         setl_id: None,
         cancels_setl_id: None,
         sent_at: Some(now),
+        sent_elapsed_ms: 0,
+        resent_after_unknown: false,
+        unclear_answers: 0,
+        closed: None,
         created_at: now,
         updated_at: now,
     }
+}
+
+/// A sale rule for these tests: any other attempt not final blocks.
+fn open_blocks(other: &Record, _cancelled: bool) -> Option<()> {
+    (!other.state.is_final()).then_some(())
 }
 
 #[tokio::test]
@@ -38,12 +47,14 @@ async fn insert_is_idempotent_per_client_ref_and_survives_reopen() {
     let path = dir.path().join("j.db");
     let j = Journal::open(&path).unwrap();
     assert!(matches!(
-        j.insert(rec("A", State::Pending)).await.unwrap(),
+        j.insert(rec("A", State::Pending), open_blocks)
+            .await
+            .unwrap(),
         Inserted::New
     ));
     let mut other = rec("A", State::Pending);
     other.txn_id = "t-other".into();
-    match j.insert(other).await.unwrap() {
+    match j.insert(other, open_blocks).await.unwrap() {
         Inserted::Existing(e) => assert_eq!(e.txn_id, "t-A"),
         other => panic!("duplicate client_ref inserted: {other:?}"),
     }
@@ -82,11 +93,11 @@ async fn a_second_attempt_of_an_unresolved_sale_is_not_written() {
     let j = Journal::open(&dir.path().join("j.db")).unwrap();
     let mut a = rec("A", State::Reversing);
     a.sale_key = Some("sale-1".into());
-    j.insert(a).await.unwrap();
+    j.insert(a, open_blocks).await.unwrap();
     let mut b = rec("B", State::Sent);
     b.sale_key = Some("sale-1".into());
-    match j.insert(b.clone()).await.unwrap() {
-        Inserted::SaleUnresolved(o) => assert_eq!(o.client_ref, "A"),
+    match j.insert(b.clone(), open_blocks).await.unwrap() {
+        Inserted::Blocked(o, ()) => assert_eq!(o.client_ref, "A"),
         other => panic!("{other:?}"),
     }
     assert!(j.by_client_ref("B").await.unwrap().is_none());
@@ -94,7 +105,10 @@ async fn a_second_attempt_of_an_unresolved_sale_is_not_written() {
     let mut a = j.by_client_ref("A").await.unwrap().unwrap();
     a.state = State::Reversed;
     j.save(a, None).await.unwrap();
-    assert!(matches!(j.insert(b).await.unwrap(), Inserted::New));
+    assert!(matches!(
+        j.insert(b, open_blocks).await.unwrap(),
+        Inserted::New
+    ));
 }
 
 #[tokio::test]
@@ -107,7 +121,7 @@ async fn unresolved_counts_and_sales() {
         ("c", State::Succeeded),
         ("d", State::ReversalFailed),
     ] {
-        j.insert(rec(c, s)).await.unwrap();
+        j.insert(rec(c, s), open_blocks).await.unwrap();
     }
     let u = j.unresolved().await.unwrap();
     assert_eq!(
@@ -123,10 +137,13 @@ async fn unresolved_counts_and_sales() {
             stale: 2
         }
     );
-    let l = j.list(None, Some(State::Succeeded), 10).await.unwrap();
+    let l = j
+        .list(None, Some(State::Succeeded), None, 10)
+        .await
+        .unwrap();
     assert_eq!(l.len(), 1);
     assert_eq!(
-        j.list(Some(Local::now() + Duration::hours(1)), None, 10)
+        j.list(Some(Local::now() + Duration::hours(1)), None, None, 10)
             .await
             .unwrap()
             .len(),
@@ -158,7 +175,7 @@ async fn usage_counts_settlements_net_of_cancels() {
         add("2208", "01", "S7", Some("S2"), State::Failed),
     ];
     for r in rows {
-        j.insert(r).await.unwrap();
+        j.insert(r, open_blocks).await.unwrap();
     }
     let today = Local::now().date_naive();
     let u = j.usage(today, today).await.unwrap();
@@ -187,4 +204,98 @@ fn a_newer_schema_is_refused() {
     }
     let e = Journal::open(&path).unwrap_err();
     assert!(e.to_string().contains("newer"), "{e}");
+}
+
+#[tokio::test]
+async fn every_send_is_checked_against_the_sale() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    // A never-sent attempt, then another attempt of the sale that settled.
+    let mut a = rec("A", State::Failed);
+    a.fail_kind = Some(FailKind::NotSent);
+    a.sale_key = Some("sale-2".into());
+    j.insert(a, open_blocks).await.unwrap();
+    let mut b = rec("B", State::Succeeded);
+    b.sale_key = Some("sale-2".into());
+    b.setl_id = Some("S2".into());
+    j.insert(b, open_blocks).await.unwrap();
+    // A's resend is checked in the transaction that marks it sent.
+    let settled = |o: &Record, cancelled: bool| {
+        (o.state == State::Succeeded && !cancelled).then_some("settled")
+    };
+    let mut a = j.by_client_ref("A").await.unwrap().unwrap();
+    a.state = State::Sent;
+    match j
+        .mark_sent(a.clone(), "resend".into(), settled)
+        .await
+        .unwrap()
+    {
+        Some((o, why)) => assert_eq!((o.client_ref.as_str(), why), ("B", "settled")),
+        None => panic!("a resend got past a settled sale"),
+    }
+    // Nothing was written.
+    assert_eq!(
+        j.by_client_ref("A").await.unwrap().unwrap().state,
+        State::Failed
+    );
+    // Once B is cancelled, A may go.
+    let mut c = rec("C", State::Succeeded);
+    c.infno = "2103".into();
+    c.cancels_setl_id = Some("S2".into());
+    j.insert(c, open_blocks).await.unwrap();
+    assert!(
+        j.mark_sent(a, "resend".into(), settled)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        j.by_client_ref("A").await.unwrap().unwrap().state,
+        State::Sent
+    );
+}
+
+#[tokio::test]
+async fn unconfirmed_refusals_are_open_and_people_see_what_needs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    let mut u = rec("U", State::Failed);
+    u.fail_kind = Some(FailKind::Unconfirmed);
+    j.insert(u, open_blocks).await.unwrap();
+    let mut f = rec("F", State::Failed);
+    f.fail_kind = Some(FailKind::Rejected);
+    j.insert(f, open_blocks).await.unwrap();
+    j.insert(rec("R", State::ReversalFailed), open_blocks)
+        .await
+        .unwrap();
+    let open: Vec<String> = j
+        .unresolved()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.client_ref)
+        .collect();
+    assert_eq!(open, ["U"]);
+    let later = Local::now() + Duration::hours(1);
+    let people: Vec<String> = j
+        .list(None, None, Some(later), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.client_ref)
+        .collect();
+    assert_eq!(people.len(), 2, "{people:?}");
+    assert!(people.contains(&"R".to_string()) && people.contains(&"U".to_string()));
+    // A closing survives a reopen.
+    let mut r = j.by_client_ref("R").await.unwrap().unwrap();
+    r.state = State::Succeeded;
+    r.closed = Some(Closure {
+        outcome: State::Succeeded,
+        operator: "王".into(),
+        note: "checked".into(),
+        at: Local::now(),
+    });
+    j.save(r, Some("closed".into())).await.unwrap();
+    let back = j.by_client_ref("R").await.unwrap().unwrap();
+    assert_eq!(back.closed.unwrap().operator, "王");
 }

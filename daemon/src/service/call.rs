@@ -60,8 +60,21 @@ pub enum Call {
         since: Option<DateTime<Local>>,
         /// Only this state.
         state: Option<State>,
+        /// Only what a person must look at.
+        needs_person: bool,
         /// At most this many.
         limit: usize,
+    },
+    /// `txn.resolve`: a person closes a record the machine could not finish.
+    TxnResolve {
+        /// The record.
+        txn_id: String,
+        /// `succeeded`, `failed` or `reversed`.
+        outcome: State,
+        /// Who.
+        operator: String,
+        /// Why (what they checked).
+        note: String,
     },
     /// `report.usage`.
     ReportUsage {

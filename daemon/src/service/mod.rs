@@ -31,6 +31,7 @@ use crate::classify::CodeClass;
 use crate::engine::Engine;
 use crate::events::EventBus;
 use crate::identity::{Given, Identified, Identity};
+use crate::journal::Closure;
 use crate::scanhub::{ScanHub, WaitError};
 
 /// The daemon's parts, as calls reach them.
@@ -104,8 +105,23 @@ impl Service {
             Call::TxnList {
                 since,
                 state,
+                needs_person,
                 limit,
-            } => Answer::Records(self.engine.list(since, state, limit).await?),
+            } => Answer::Records(self.engine.list(since, state, needs_person, limit).await?),
+            Call::TxnResolve {
+                txn_id,
+                outcome,
+                operator,
+                note,
+            } => {
+                let closure = Closure {
+                    outcome,
+                    operator,
+                    note,
+                    at: chrono::Local::now(),
+                };
+                Answer::Record(Box::new(self.engine.close(&txn_id, closure).await?))
+            }
             Call::ReportUsage { from, to } => Answer::Usage(self.engine.usage(from, to).await?),
         })
     }

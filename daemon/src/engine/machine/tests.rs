@@ -21,7 +21,7 @@ fn happy_and_sad_paths() {
         apply(s, r, None, &Event::Answered(Answer::Unknown)),
         Ok(State::Unknown)
     );
-    assert_eq!(next(State::Unknown, r), Action::Resolve);
+    assert_eq!(next(State::Unknown, r, None), Action::Resolve);
     assert_eq!(
         apply(State::Unknown, r, None, &Event::Resolving),
         Ok(State::Reversing)
@@ -102,7 +102,10 @@ fn a_settlement_is_never_renewed() {
         apply(State::Unknown, Resolution::Resend, None, &Event::Renewed),
         Ok(State::Pending)
     );
-    assert_eq!(next(State::Unknown, Resolution::Surface), Action::Stop);
+    assert_eq!(
+        next(State::Unknown, Resolution::Surface, None),
+        Action::Stop
+    );
 }
 
 #[test]
@@ -115,7 +118,8 @@ fn resolutions_follow_the_catalogue() {
             "{infno}"
         );
     }
-    assert_eq!(resolution(spec("2204").unwrap()), Resolution::Undo("2205"));
+    // A lost fee upload is found by the fee query, never undone batch-wide.
+    assert_eq!(resolution(spec("2204").unwrap()), Resolution::Query("5204"));
     assert_eq!(resolution(spec("2206").unwrap()), Resolution::Resend);
     assert_eq!(resolution(spec("2201").unwrap()), Resolution::Query("5201"));
 }
@@ -123,7 +127,7 @@ fn resolutions_follow_the_catalogue() {
 #[test]
 fn a_lost_registration_is_found_or_proven_absent() {
     let r = Resolution::Query("5201");
-    assert_eq!(next(State::Unknown, r), Action::Resolve);
+    assert_eq!(next(State::Unknown, r, None), Action::Resolve);
     assert_eq!(
         apply(State::Unknown, r, None, &Event::Resolving),
         Ok(State::Unknown)
@@ -235,7 +239,7 @@ fn run(r: Resolution, choices: &[Choice]) -> (State, usize) {
             }
             continue;
         }
-        match next(state, r) {
+        match next(state, r, fail_kind) {
             Action::Send => {
                 state = apply(state, r, fail_kind, &Event::Sending).unwrap();
                 sent_at = steps;
@@ -285,6 +289,7 @@ fn run(r: Resolution, choices: &[Choice]) -> (State, usize) {
                 msgid += 1;
                 state = apply(state, r, fail_kind, &Event::Renewed).unwrap();
             }
+            Action::Probe => unreachable!("refusals here are confirmed"),
             Action::Stop => {
                 if state == State::Failed
                     && fail_kind.is_some_and(FailKind::retryable)
