@@ -52,6 +52,11 @@ pub struct Options {
     pub log: String,
     /// Extra environment of the daemon process (e.g. libfaketime's).
     pub env: Vec<(String, String)>,
+    /// Use this gateway (another terminal's simulator) instead of this
+    /// terminal's own.
+    pub gateway_url: Option<String>,
+    /// Extra lines for the `[terminal]` table (e.g. `msgid_node = 1`).
+    pub terminal_toml: String,
 }
 
 impl Options {
@@ -67,6 +72,8 @@ impl Options {
             journal_toml: String::new(),
             log: "trace".into(),
             env: Vec::new(),
+            gateway_url: None,
+            terminal_toml: String::new(),
         }
     }
 }
@@ -110,6 +117,7 @@ fixmedins_code  = "P42130200001"
 fixmedins_name  = "测试药房"
 mdtrtarea_admvs = "421381"
 opter           = "t1"
+{terminal}
 
 [gateway]
 url = "{url}"
@@ -134,7 +142,8 @@ path = "journal.db"
 dedupe_window_ms = {dedupe}
 {extra}
 "#,
-            url = sim.base_url(),
+            url = opts.gateway_url.clone().unwrap_or_else(|| sim.base_url()),
+            terminal = opts.terminal_toml,
             dedupe = opts.dedupe_window_ms,
             extra = opts.extra_toml,
             http = if opts.http {
@@ -168,14 +177,16 @@ dedupe_window_ms = {dedupe}
 
     /// Starts the daemon child (again).
     pub fn spawn_daemon(&mut self) {
-        let env = self.env.clone();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.spawn_daemon_env(&env);
+        self.spawn_daemon_env(&[]);
     }
 
-    /// Starts the daemon child with extra environment (e.g. `YBPOS_CRASH_AT`).
+    /// Starts the daemon child with extra environment (e.g. `YBPOS_CRASH_AT`),
+    /// besides the options' own.
     pub fn spawn_daemon_env(&mut self, env: &[(&str, &str)]) {
         let mut cmd = Command::new(&self.daemon);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
