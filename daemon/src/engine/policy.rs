@@ -555,4 +555,6 @@ pub fn next_backoff(previous: Option<Duration>) -> Duration {
 }
 
 #[cfg(test)]
+mod sale_model;
+#[cfg(test)]
 mod tests;
