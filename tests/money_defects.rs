@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use settlement_sim::faults::{FaultKind, FaultRule};
 use settlement_sim::ledger::{FeeState, RecordState, VisitState};
 use ybpos_e2e::money::{
-    Who, active_with_line, final_record, ok, pharmacy_sale, settlement_state, submit, who,
+    Who, active_with_line, admit, final_record, ok, pharmacy_sale, register, settlement_state,
+    submit, who,
 };
 use ybpos_e2e::{Client, Options, Terminal};
 
@@ -200,15 +201,7 @@ async fn d4_a_lost_fee_upload_never_cancels_another_uploads_lines() {
     let t = Terminal::start(opts(800, 500)).await;
     let mut c = t.client().await;
     let w = who(&t, &mut c, 2).await;
-    let reg = ok(
-        &mut c,
-        &w,
-        "d4-reg",
-        "2201",
-        json!({"data": {"insutype": "310", "begntime": "2026-11-23 09:00:00", "ipt_otp_no": "MZ-D4", "atddr_no": "D1", "dr_name": "医生", "dept_code": "01", "dept_name": "内科", "caty": "A03"}}),
-    )
-    .await;
-    let mid = reg["output"]["data"]["mdtrt_id"].as_str().unwrap();
+    let mid = &register(&mut c, &w, "d4-reg", "MZ-D4").await;
     let line = |sn: &str| json!({"feedetl_sn": sn, "mdtrt_id": mid, "chrg_bchno": "B1", "det_item_fee_sumamt": "10.00", "cnt": 1, "pric": "10.00", "med_list_codg": "X1"});
     ok(
         &mut c,
@@ -234,7 +227,7 @@ async fn d4_a_lost_fee_upload_never_cancels_another_uploads_lines() {
     let u2 = final_record(&mut c, "d4-u2", LONG).await;
     assert_eq!(u2["state"], "succeeded", "the upload landed: {u2}");
     let l = t.sim.sim.ledger();
-    let v = l.visits.iter().find(|v| v.mdtrt_id == mid).unwrap();
+    let v = l.visits.iter().find(|v| v.mdtrt_id == *mid).unwrap();
     for f in &v.fees {
         assert_eq!(
             f.state,
@@ -393,15 +386,7 @@ async fn d7b_a_query_answer_without_its_list_proves_nothing() {
     let t = Terminal::start(opts(800, 300)).await;
     let mut c = t.client().await;
     let w = who(&t, &mut c, 3).await;
-    let adm = ok(
-        &mut c,
-        &w,
-        "d7b-adm",
-        "2401",
-        json!({"mdtrtinfo": {"insutype": "310", "begntime": "2026-11-20 08:00:00", "med_type": "21", "ipt_no": "ZY-D7B", "adm_dept_codg": "02", "adm_bed": "12"}, "diseinfo": []}),
-    )
-    .await;
-    let iid = adm["output"]["result"]["mdtrt_id"].as_str().unwrap();
+    let iid = &admit(&mut c, &w, "d7b-adm", "ZY-D7B").await;
     t.sim
         .sim
         .add_fault(FaultRule::next("2301", FaultKind::CommitThenDrop));
@@ -564,15 +549,7 @@ async fn d9a_what_the_machine_cannot_resolve_goes_to_a_person() {
     let t = Terminal::start(opts(800, 300)).await;
     let mut c = t.client().await;
     let w = who(&t, &mut c, 3).await;
-    let adm = ok(
-        &mut c,
-        &w,
-        "d9-adm",
-        "2401",
-        json!({"mdtrtinfo": {"insutype": "310", "begntime": "2026-11-20 08:00:00", "med_type": "21", "ipt_no": "ZY-D9", "adm_dept_codg": "02", "adm_bed": "12"}, "diseinfo": []}),
-    )
-    .await;
-    let iid = adm["output"]["result"]["mdtrt_id"].as_str().unwrap();
+    let iid = &admit(&mut c, &w, "d9-adm", "ZY-D9").await;
     t.sim
         .sim
         .add_fault(FaultRule::next("2403", FaultKind::CommitThenDrop));
@@ -609,6 +586,10 @@ async fn d9a_what_the_machine_cannot_resolve_goes_to_a_person() {
     assert_eq!(info["journal"]["reversal_failed"], 0);
     assert_eq!(info["journal"]["unresolved"], 0);
     // Only what needs a person can be closed by one.
+    let adm = c
+        .call("txn.get", json!({"client_ref": "d9-adm"}))
+        .await
+        .unwrap();
     let e = c
         .call(
             "txn.resolve",

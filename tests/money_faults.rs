@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use settlement_sim::faults::{FaultKind, FaultRule};
 use settlement_sim::ledger::{Ledger, RecordState, VisitState};
+use ybpos_e2e::money::{Who, who};
 use ybpos_e2e::{Client, Options, Terminal};
 
 /// Request timeout of the daemon under test; the latency fault is longer.
@@ -32,32 +33,6 @@ fn faults() -> Vec<FaultKind> {
         FaultKind::MalformedBeforeCommit,
         FaultKind::MalformedAfterCommit,
     ]
-}
-
-struct Who {
-    session: String,
-    psn_no: String,
-}
-
-async fn who(t: &Terminal, c: &mut Client, idx: usize) -> Who {
-    let (certno, name) = t.sim.sim.with_state(|s| {
-        let p = &s.accounts[idx].person;
-        (p.certno.clone(), p.name.to_string())
-    });
-    let r = c
-        .call(
-            "identity.lookup",
-            json!({"business_type": "01301", "credential": {"type": "id_card", "certno": certno, "psn_name": name}}),
-        )
-        .await
-        .expect("identity");
-    Who {
-        session: r["session_id"].as_str().unwrap().to_string(),
-        psn_no: r["person"]["baseinfo"]["psn_no"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    }
 }
 
 async fn submit(c: &mut Client, w: &Who, client_ref: &str, infno: &str, input: Value) -> Value {

@@ -112,3 +112,35 @@ pub fn active_with_line(l: &Ledger, feedetl_sn: &str) -> usize {
 pub fn settlement_state(l: &Ledger, msgid: &str) -> Option<RecordState> {
     l.by_msgid(msgid).map(|s| s.state)
 }
+
+/// Registers an outpatient visit (2201) for `w`; its `mdtrt_id`.
+pub async fn register(c: &mut Client, w: &Who, client_ref: &str, ipt_otp_no: &str) -> String {
+    let r = ok(
+        c,
+        w,
+        client_ref,
+        "2201",
+        json!({"data": {"insutype": "310", "begntime": "2026-11-23 09:00:00", "ipt_otp_no": ipt_otp_no, "atddr_no": "D1", "dr_name": "医生", "dept_code": "01", "dept_name": "内科", "caty": "A03"}}),
+    )
+    .await;
+    r["output"]["data"]["mdtrt_id"]
+        .as_str()
+        .expect("mdtrt_id")
+        .to_string()
+}
+
+/// Admits `w` to an inpatient stay (2401); its `mdtrt_id`.
+pub async fn admit(c: &mut Client, w: &Who, client_ref: &str, ipt_no: &str) -> String {
+    let r = ok(
+        c,
+        w,
+        client_ref,
+        "2401",
+        json!({"mdtrtinfo": {"insutype": "310", "begntime": "2026-11-20 08:00:00", "med_type": "21", "ipt_no": ipt_no, "adm_dept_codg": "02", "adm_bed": "12"}, "diseinfo": []}),
+    )
+    .await;
+    r["output"]["result"]["mdtrt_id"]
+        .as_str()
+        .expect("mdtrt_id")
+        .to_string()
+}

@@ -178,6 +178,44 @@ pub struct Record {
     pub updated_at: DateTime<Local>,
 }
 
+#[cfg(test)]
+impl Record {
+    /// A record for tests: `client_ref` `c`, txn_id `t-c`, person `P1`,
+    /// everything else empty; override fields with `..Record::sample(…)`.
+    pub fn sample(client_ref: &str, infno: &str, state: State) -> Record {
+        let now = Local::now();
+        Record {
+            txn_id: format!("t-{client_ref}"),
+            client_ref: client_ref.into(),
+            infno: infno.into(),
+            request_hash: "h".into(),
+            session_id: None,
+            input: json!({}),
+            insuplc_admdvs: "421381".into(),
+            psn_no: "P1".into(),
+            mdtrt_cert_type: "01".into(),
+            sale_key: None,
+            msgid: "P42130200001202611231000000001".into(),
+            request: None,
+            state,
+            fail_kind: None,
+            output: None,
+            error: None,
+            reversal: None,
+            attempts: 1,
+            setl_id: None,
+            cancels_setl_id: None,
+            sent_at: Some(now),
+            sent_elapsed_ms: 0,
+            resent_after_unknown: false,
+            unclear_answers: 0,
+            closed: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// A person's closing of a record the machine could not finish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Closure {

@@ -4,35 +4,13 @@ use serde_json::json;
 use super::*;
 
 fn rec(client_ref: &str, state: State) -> Record {
-    let now = Local::now();
     Record {
-        txn_id: format!("t-{client_ref}"),
-        client_ref: client_ref.into(),
-        infno: "2102".into(),
-        request_hash: "h".into(),
-        session_id: None,
         input: json!({"druginfo": {"psn_no": "P1"}}),
-        insuplc_admdvs: "421381".into(),
-        psn_no: "P1".into(),
-        mdtrt_cert_type: "01".into(),
         sale_key: Some(format!("sale-{client_ref}")),
         msgid: format!("P42130200001202611231000{:06}", client_ref.len()),
         request: Some("{}".into()),
-        state,
-        fail_kind: None,
-        output: None,
-        error: None,
-        reversal: None,
         attempts: 0,
-        setl_id: None,
-        cancels_setl_id: None,
-        sent_at: Some(now),
-        sent_elapsed_ms: 0,
-        resent_after_unknown: false,
-        unclear_answers: 0,
-        closed: None,
-        created_at: now,
-        updated_at: now,
+        ..Record::sample(client_ref, "2102", state)
     }
 }
 

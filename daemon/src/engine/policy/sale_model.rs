@@ -264,37 +264,13 @@ impl World {
     }
 
     fn new_attempt(&mut self) -> usize {
-        let now = chrono::Local::now();
         let msgid = self.new_msgid();
         let n = self.attempts.len();
         self.attempts.push(Record {
-            txn_id: format!("t{n}"),
-            client_ref: format!("c{n}"),
-            infno: "2102".into(),
-            request_hash: "h".into(),
-            session_id: None,
-            input: json!({}),
-            insuplc_admdvs: "421381".into(),
-            psn_no: "P1".into(),
-            mdtrt_cert_type: "01".into(),
             sale_key: Some("sale".into()),
             msgid,
-            request: None,
-            state: State::Pending,
-            fail_kind: None,
-            output: None,
-            error: None,
-            reversal: None,
-            attempts: 1,
-            setl_id: None,
-            cancels_setl_id: None,
             sent_at: None,
-            sent_elapsed_ms: 0,
-            resent_after_unknown: false,
-            unclear_answers: 0,
-            closed: None,
-            created_at: now,
-            updated_at: now,
+            ..Record::sample(&format!("c{n}"), "2102", State::Pending)
         });
         self.sent_at.push(0);
         n

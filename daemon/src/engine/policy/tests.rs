@@ -12,13 +12,8 @@ use crate::journal::Closure;
 use crate::journal::Reversal;
 
 fn record(infno: &str, state: State) -> Record {
-    let now = Local::now();
     Record {
         txn_id: "t1".into(),
-        client_ref: "c1".into(),
-        infno: infno.into(),
-        request_hash: "h".into(),
-        session_id: None,
         input: json!({
             "data": {"ipt_otp_no": "MZ-1", "begntime": "2026-11-23 09:00:00", "med_type": "11", "mdtrt_id": "V9", "setl_id": "S1"},
             "feedetail": [
@@ -27,32 +22,13 @@ fn record(infno: &str, state: State) -> Record {
             ],
             "dscginfo": {"mdtrt_id": "V9"},
         }),
-        insuplc_admdvs: "421381".into(),
-        psn_no: "P1".into(),
-        mdtrt_cert_type: "01".into(),
-        sale_key: None,
-        msgid: "P42130200001202611231000000001".into(),
-        request: None,
-        state,
-        fail_kind: None,
-        output: None,
-        error: None,
         reversal: Some(Reversal {
             msgid: "P42130200001202611231000000002".into(),
             infno: "2601".into(),
             state: "sent".into(),
             attempts: 1,
         }),
-        attempts: 1,
-        setl_id: None,
-        cancels_setl_id: None,
-        sent_at: Some(now),
-        sent_elapsed_ms: 0,
-        resent_after_unknown: false,
-        unclear_answers: 0,
-        closed: None,
-        created_at: now,
-        updated_at: now,
+        ..Record::sample("c1", infno, state)
     }
 }
 
