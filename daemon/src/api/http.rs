@@ -59,7 +59,7 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
@@ -70,6 +70,7 @@ use super::dispatch::{OUTBOX, count_invalid, dispatch, handle_message, outbox};
 use super::error::ApiError;
 use super::guard::{Guard, Refusal, Token};
 use super::jsonrpc;
+use super::live::{LiveApi, Permit, Slots};
 use super::token::{self, TokenFileError};
 use crate::metrics;
 use crate::service::{Caller, Service};
@@ -155,23 +156,24 @@ impl HttpListener {
     }
 
     /// Serves connections until `cancel` fires; connections and WebSocket
-    /// sessions run on `tracker`.
+    /// sessions run on `tracker`. Limits are read from the live `[api]`
+    /// settings for each new connection; a change of `allowed_origins`
+    /// applies to the next request.
     pub async fn serve(
         self,
-        cfg: Api,
+        mut api: LiveApi,
         service: Arc<Service>,
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) {
-        let header_deadline = cfg.idle_timeout.min(HEADER_DEADLINE);
-        let slots = Arc::new(Semaphore::new(cfg.max_connections));
+        let slots = Slots::default();
         // Refusals answer politely, but only so many at once: past that, a
         // flood of connections is just closed.
         let refusals = Arc::new(Semaphore::new(MAX_POLITE_REFUSALS));
         let shared = Shared(Arc::new(Inner {
             service,
-            guard: self.guard,
-            cfg,
+            guard: Arc::clone(&self.guard),
+            api: api.clone(),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             probing: Arc::new(AtomicBool::new(false)),
@@ -181,6 +183,10 @@ impl HttpListener {
         loop {
             let (stream, peer) = tokio::select! {
                 _ = cancel.cancelled() => break,
+                Ok(()) = api.changed() => {
+                    self.guard.set_origins(&api.borrow_and_update().allowed_origins);
+                    continue;
+                }
                 r = self.listener.accept() => match r {
                     Ok(s) => s,
                     Err(e) => {
@@ -193,7 +199,9 @@ impl HttpListener {
             n += 1;
             let _ = stream.set_nodelay(true);
             let span = tracing::info_span!("api_conn", conn = n, transport = "http", peer = %peer);
-            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            let cfg = Arc::clone(&api.borrow());
+            let header_deadline = cfg.idle_timeout.min(HEADER_DEADLINE);
+            let Some(permit) = slots.try_take(cfg.max_connections) else {
                 metrics::global().api_refused.inc(&["http", "overloaded"]);
                 if let Ok(p) = Arc::clone(&refusals).try_acquire_owned() {
                     tracker.spawn(
@@ -223,16 +231,23 @@ impl HttpListener {
 /// A connection's place under `max_connections`, shared by its requests and
 /// any WebSocket session it upgrades into; freed when the last one ends.
 #[derive(Debug, Clone)]
-struct Slot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+struct Slot(#[allow(dead_code)] Arc<Permit>);
 
 #[derive(Debug)]
 struct Inner {
     service: Arc<Service>,
     guard: Arc<Guard>,
-    cfg: Api,
+    api: LiveApi,
     cancel: CancellationToken,
     tracker: TaskTracker,
     probing: Arc<AtomicBool>,
+}
+
+impl Inner {
+    /// The `[api]` settings now.
+    fn cfg(&self) -> Arc<Api> {
+        Arc::clone(&self.api.borrow())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -537,7 +552,7 @@ async fn rpc(State(st): State<Shared>, req: Request) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let body = match read_body(req.into_body(), declared, st.0.cfg.max_request_bytes).await {
+    let body = match read_body(req.into_body(), declared, st.0.cfg().max_request_bytes).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -662,7 +677,7 @@ async fn ws(
     Extension(slot): Extension<Slot>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let max = st.0.cfg.max_request_bytes;
+    let max = st.0.cfg().max_request_bytes;
     let span = tracing::Span::current();
     let tracker = st.0.tracker.clone();
     upgrade
@@ -694,7 +709,7 @@ async fn session(mut socket: WebSocket, st: Shared, slot: Slot) {
     m.api_connections.inc(&["ws"]);
     m.api_connections_open.add(&["ws"], 1);
     debug!("WebSocket session started.");
-    let cfg = &st.0.cfg;
+    let cfg = st.0.cfg();
     let cancel = st.0.cancel.child_token();
     let (out_tx, mut out_rx) = mpsc::channel::<Value>(OUTBOX);
     let caller = Arc::new(Caller::new(cancel.clone(), Some(outbox(out_tx.clone()))));
