@@ -225,7 +225,10 @@ async fn reload_applies_live_and_refuses_a_bad_file() {
     hup();
     let logs = until_log(&t, "only after a restart").await;
     // (opter_name follows opter when not set.)
-    assert!(logs.contains("keys=terminal.opter, terminal.opter_name, journal.path"), "{logs}");
+    assert!(
+        logs.contains("keys=terminal.opter, terminal.opter_name, journal.path"),
+        "{logs}"
+    );
     assert!(logs.contains("scanner \"spare\" removed"), "{logs}");
     assert_eq!(with_origin(&http).await, 403, "the origin is gone again");
     assert_eq!(t.stop().map(|s| s.code()), Some(Some(0)));
@@ -242,4 +245,45 @@ async fn until_log(t: &Terminal, needle: &str) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no {needle:?} in the logs:\n{}", t.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_names_a_frozen_journal_thread() {
+    let mut opts = Options::new(ybpos_e2e::daemon_bin!());
+    opts.http = true;
+    opts.log = "info".into();
+    let mut t = Terminal::start(opts).await;
+    let http = t.http();
+    let r = http.send("GET", "/healthz", &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["journal"]["unresolved"], 0);
+    t.stop();
+    // The test build's hook: the journal thread stops taking jobs.
+    t.spawn_daemon_env(&[("YBPOS_TEST_FREEZE_JOURNAL_AFTER_MS", "1500")]);
+    t.wait_ready().await;
+    let http = t.http();
+    let mut last = String::new();
+    for _ in 0..100 {
+        let r = http.send("GET", "/healthz", &[], None).await;
+        if r.status == 503 {
+            assert!(
+                r.json()["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the journal thread did not answer"),
+                "{}",
+                r.body
+            );
+            // The scan hub and the API loop still answer: only the journal is named.
+            assert!(
+                !r.body.contains("scan hub") && !r.body.contains("API loop"),
+                "{}",
+                r.body
+            );
+            return;
+        }
+        last = r.body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/healthz never noticed the frozen journal: {last}");
 }

@@ -166,6 +166,13 @@ impl Daemon {
             api_probes,
         ));
         info!(socket = %cfg.api.socket.display(), "API listening.");
+        let health = Arc::new(Health::new(
+            journal,
+            Arc::clone(&hub),
+            hub_probe,
+            api_probe,
+            Arc::clone(&gateway),
+        ));
         if let Some(http) = http {
             info!(
                 addr = %http.local_addr(),
@@ -174,18 +181,12 @@ impl Daemon {
             );
             tracker.spawn(http.serve(
                 api,
+                Arc::clone(&health),
                 Arc::clone(&service),
                 cancel.child_token(),
                 tracker.clone(),
             ));
         }
-        let health = Arc::new(Health::new(
-            journal,
-            Arc::clone(&hub),
-            hub_probe,
-            api_probe,
-            Arc::clone(&gateway),
-        ));
         let reloader = Arc::new(Reloader::new(
             &cfg.source,
             (*cfg).clone(),

@@ -78,11 +78,24 @@ def run_until_ready(cfg, env_extra, d):
     sock.settimeout(120)
     env = dict(os.environ, NOTIFY_SOCKET=ns, RUST_LOG="warn", **env_extra)
     t0 = time.monotonic()
-    p = subprocess.Popen([ybposd, "--config", cfg], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # WATCHDOG_PID must be ybposd's own pid, as systemd sets it: the shell
+    # execs ybposd, keeping its pid.
+    p = subprocess.Popen(["sh", "-c", 'WATCHDOG_PID=$$ exec "$0" --config "$1"', ybposd, cfg],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while True:
         msg = sock.recv(4096).decode()
         if "READY=1" in msg.split("\n"):
             return p, time.monotonic() - t0, sock
+
+
+def drain(sock):
+    """Everything the daemon sent to the notify socket so far."""
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(4096).decode())
+        except BlockingIOError:
+            return "\n".join(out)
 
 
 def stop(p):
@@ -148,11 +161,15 @@ def main():
                 cfg = config(d, port, pty)
                 p, _, s = run_until_ready(cfg, env, d)
                 time.sleep(5)  # sign-in, scanner open, first status
+                s.setblocking(False)
+                drain(s)
                 a = ctxt(p.pid)
                 time.sleep(IDLE)
                 b = ctxt(p.pid)
+                pings = drain(s).count("WATCHDOG=1")
                 threads = len(os.listdir(f"/proc/{p.pid}/task"))
-                print(f"idle wake-ups, {label}: {(b - a) / IDLE:.2f}/s over {IDLE:.0f} s ({b - a} switches, {threads} threads)")
+                print(f"idle wake-ups, {label}: {(b - a) / IDLE:.2f}/s over {IDLE:.0f} s "
+                      f"({b - a} context switches, {threads} threads, {pings} WATCHDOG=1 sent)")
                 stop(p)
                 s.close()
     finally:

@@ -10,9 +10,10 @@
 //!   events arrive as notifications, exactly as on the Unix socket. A client
 //!   that disconnects cancels its waits.
 //! - `GET /healthz` (no token): `200 {"status":"ok", "gateway":…, "scanners":…}`
-//!   while the daemon's core answers; `503 {"status":"unavailable","reason":…}`
-//!   while shutting down or when the core does not answer within
-//!   [`HEALTH_DEADLINE`]. A gateway that is offline or a scanner that is
+//!   while the daemon's core answers (the journal thread, the scan hub and
+//!   the API loop: [`crate::health`], the watchdog's check);
+//!   `503 {"status":"unavailable","reason":…}` while shutting down or when
+//!   the core does not answer within [`HEALTH_DEADLINE`]. A gateway that is offline or a scanner that is
 //!   unplugged does not make it 503: the daemon is then working as designed
 //!   (retrying, waiting), restarting it would not help, and a supervisor that
 //!   restarts on 503 would only drop the journal's in-flight reversals. Those
@@ -72,6 +73,7 @@ use super::guard::{Guard, Refusal, Token};
 use super::jsonrpc;
 use super::live::{LiveApi, Permit, Slots};
 use super::token::{self, TokenFileError};
+use crate::health::Health;
 use crate::metrics;
 use crate::service::{Caller, Service};
 use scanner_drivers::ScannerState;
@@ -162,6 +164,7 @@ impl HttpListener {
     pub async fn serve(
         self,
         mut api: LiveApi,
+        health: Arc<Health>,
         service: Arc<Service>,
         cancel: CancellationToken,
         tracker: TaskTracker,
@@ -174,6 +177,7 @@ impl HttpListener {
             service,
             guard: Arc::clone(&self.guard),
             api: api.clone(),
+            health,
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             probing: Arc::new(AtomicBool::new(false)),
@@ -238,6 +242,7 @@ struct Inner {
     service: Arc<Service>,
     guard: Arc<Guard>,
     api: LiveApi,
+    health: Arc<Health>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     probing: Arc<AtomicBool>,
@@ -586,7 +591,8 @@ async fn rpc(State(st): State<Shared>, req: Request) -> Response {
     }
 }
 
-/// `GET /healthz`.
+/// `GET /healthz`: the same core check as systemd's watchdog
+/// ([`crate::health`]).
 async fn healthz(State(st): State<Shared>) -> Response {
     let unavailable = |reason: &str| {
         json_response(
@@ -597,42 +603,32 @@ async fn healthz(State(st): State<Shared>) -> Response {
     if st.0.cancel.is_cancelled() {
         return unavailable("the daemon is shutting down");
     }
-    // One probe at a time: a core that hangs holds one blocking thread, not many.
+    // One probe at a time: a core that hangs holds one probe, not many.
     if st.0.probing.swap(true, Ordering::AcqRel) {
         return unavailable("the previous health probe is still waiting for the daemon's core");
     }
-    let service = Arc::clone(&st.0.service);
-    let probing = Arc::clone(&st.0.probing);
-    let probe = tokio::task::spawn_blocking(move || {
-        let scanners = service.hub.list();
-        let gateway = service.gateway.state().borrow().as_str();
-        probing.store(false, Ordering::Release);
-        (scanners, gateway)
-    });
-    match tokio::time::timeout(HEALTH_DEADLINE, probe).await {
-        Ok(Ok((list, gateway))) => {
-            let connected = list
-                .iter()
-                .filter(|s| s.state == ScannerState::Connected)
-                .count();
-            json_response(
-                StatusCode::OK,
-                &json!({
-                    "status": "ok",
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "gateway": gateway,
-                    "scanners": {"configured": list.len(), "connected": connected},
-                }),
-            )
-        }
-        Ok(Err(e)) => {
-            st.0.probing.store(false, Ordering::Release);
-            warn!(error = %e, "Health probe failed.");
-            unavailable("the health probe of the daemon's core failed")
-        }
-        Err(_) => {
-            warn!("The daemon's core did not answer the health probe in time.");
-            unavailable("the daemon's core did not answer within 2 s")
+    let r = st.0.health.check(HEALTH_DEADLINE).await;
+    st.0.probing.store(false, Ordering::Release);
+    match r {
+        Ok(core) => json_response(
+            StatusCode::OK,
+            &json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "gateway": core.gateway,
+                "scanners": {
+                    "configured": core.scanners,
+                    "connected": core.scanners - core.not_connected.len(),
+                },
+                "journal": {
+                    "unresolved": core.journal.unresolved,
+                    "reversal_failed": core.journal.reversal_failed,
+                },
+            }),
+        ),
+        Err(stuck) => {
+            warn!(reason = %stuck, "The daemon's core did not answer the health probe in time.");
+            unavailable(&stuck.to_string())
         }
     }
 }
