@@ -244,9 +244,18 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     let _ = sd_notify::notify(false, states);
 }
 
+/// The last `STATUS=` sent, so [`supervise`] puts the usual line back
+/// after another one (e.g. "reloaded").
+static LAST_STATUS: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
 /// Sends `STATUS=` now (e.g. "reloading the configuration").
 pub fn status(text: &str) {
     notify(&[sd_notify::NotifyState::Status(text)]);
+    *LAST_STATUS.lock().unwrap_or_else(|e| e.into_inner()) = text.to_string();
+}
+
+fn last_status_is(text: &str) -> bool {
+    *LAST_STATUS.lock().unwrap_or_else(|e| e.into_inner()) == text
 }
 
 /// Runs until `cancel`: every half watchdog interval, checks the core and
@@ -265,7 +274,6 @@ pub async fn supervise(health: Arc<Health>, events: EventBus, cancel: Cancellati
         i
     });
     let mut rx = events.subscribe();
-    let mut last_status = String::new();
     let mut was_stuck = false;
     loop {
         let watchdog = tokio::select! {
@@ -295,9 +303,8 @@ pub async fn supervise(health: Arc<Health>, events: EventBus, cancel: Cancellati
         if watchdog && healthy {
             notify(&[sd_notify::NotifyState::Watchdog]);
         }
-        if text != last_status {
+        if !last_status_is(&text) {
             status(&text);
-            last_status = text;
         }
     }
 }

@@ -106,6 +106,8 @@ until_ok 10 bash -c 'journalctl -u ybposd -o cat | grep -q "Reload refused"'
 check "a bad config is refused: $(logs | grep -E 'Reload refused|Config problem' | head -2 | tr '\n' ' ' | cut -c1-200)" \
     bash -c 'journalctl -u ybposd -o cat | grep "Config problem" | grep -q "journal.paht"'
 check "still active and serving after the refused reload" bash -c 'systemctl is-active --quiet ybposd && ybpos info >/dev/null'
+until_ok 20 bash -c '[[ "$(systemctl show -p StatusText --value ybposd)" == "ready: 1 scanner connected, gateway online, 0 unresolved" ]]'
+check "STATUS back to the ready line after the reloads: \"$(status_text)\"" [ "$(status_text)" = "ready: 1 scanner connected, gateway online, 0 unresolved" ]
 # A restart-only key: named.
 sed 's/lab-01/lab-02/' /tmp/good.toml > "$CFG"
 systemctl reload ybposd
