@@ -205,6 +205,23 @@ async fn reload_applies_live_and_refuses_a_bad_file() {
     assert_eq!(with_origin(&http).await, 200, "allowed after the reload");
     assert!(t.logs().contains("DEBUG"), "the debug filter is on");
 
+    // A changed entry: its back end restarts with the new settings.
+    let moved = changed.replace("/dev/ybpos-no-such-tty", "/dev/ybpos-other-tty");
+    std::fs::write(&t.config, &moved).unwrap();
+    t.clear_logs();
+    hup();
+    let logs = until_log(&t, "Reloaded").await;
+    assert!(
+        logs.contains("scanner \"spare\" restarted with new settings"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("scanner \"counter\""),
+        "the unchanged entry is not touched: {logs}"
+    );
+    let list = idle.call("scanner.list", json!({})).await.unwrap();
+    assert_eq!(list[0]["state"], "connected", "{list}");
+
     // A bad file: refused, one line per problem, the old config stays.
     std::fs::write(&t.config, format!("{changed}\n[journal.x]\npaht = 1\n")).unwrap();
     t.clear_logs();
@@ -286,4 +303,69 @@ async fn healthz_names_a_frozen_journal_thread() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("/healthz never noticed the frozen journal: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_at_start_tells_systemd_to_wait_and_what_it_does() {
+    let mut opts = Options::new(ybpos_e2e::daemon_bin!());
+    opts.log = "info".into();
+    let mut t = Terminal::start(opts).await;
+    // A sale journaled as sent when the process dies: unresolved at the next start.
+    let (certno, name) = t.sim.sim.with_state(|s| {
+        let p = &s.accounts[0].person;
+        (p.certno.clone(), p.name.to_string())
+    });
+    t.stop();
+    t.spawn_daemon_env(&[("YBPOS_CRASH_AT", "after_sent")]);
+    t.wait_ready().await;
+    let mut c = t.client().await;
+    let who = c
+        .call("identity.lookup", json!({"business_type": "02121", "credential": {"type": "id_card", "certno": certno, "psn_name": name}}))
+        .await
+        .expect("identity");
+    let _ = c
+        .try_call(
+            "txn.submit",
+            json!({"client_ref": "recover-1", "infno": "2102", "session_id": who["session_id"],
+                   "input": {"druginfo": {"begntime": "2026-11-23 10:00:00", "medfee_sumamt": "12.00", "acct_used_flag": "1", "med_type": "41"},
+                             "drugdetail": [{"feedetl_sn": "F1", "med_list_codg": "XA01", "det_item_fee_sumamt": "12.00", "cnt": 1, "pric": "12.00"}]}}),
+        )
+        .await;
+    assert!(
+        t.wait_exit(Duration::from_secs(10)).is_some(),
+        "the crash point killed it"
+    );
+
+    // systemd's side of the next start, through a notify socket of our own.
+    let ns = t.dir.path().join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&ns).unwrap();
+    t.spawn_daemon_env(&[("NOTIFY_SOCKET", ns.to_str().unwrap())]);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while !got
+        .iter()
+        .any(|m: &String| m.lines().any(|l| l == "READY=1"))
+    {
+        let n = tokio::time::timeout(Duration::from_secs(30), sock.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no READY=1; got {got:?}\n{}", t.logs()))
+            .unwrap();
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let all = got.join("\n");
+    let recovering = got
+        .iter()
+        .position(|m| m.contains("EXTEND_TIMEOUT_USEC=15000000"))
+        .unwrap_or_else(|| panic!("no EXTEND_TIMEOUT_USEC before READY: {got:?}"));
+    assert!(
+        got[recovering].contains("STATUS=recovering the journal: 1 unfinished transaction"),
+        "{got:?}"
+    );
+    assert!(all.contains("STATUS=starting"), "{got:?}");
+    assert!(
+        recovering < got.len() - 1,
+        "EXTEND_TIMEOUT_USEC came before READY=1: {got:?}"
+    );
+    t.wait_ready().await;
+    assert_eq!(t.stop().map(|s| s.code()), Some(Some(0)));
 }
