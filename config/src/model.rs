@@ -27,6 +27,8 @@ pub struct Config {
     pub codes: Codes,
     /// Identity sessions created by `scan.wait` / `identity.lookup`.
     pub session: Session,
+    /// The daemon's logs.
+    pub log: Log,
 }
 
 /// The institution and operator, sent in every request envelope.
@@ -330,4 +332,13 @@ pub struct Codes {
 pub struct Session {
     /// How long a session (and its ecToken) is usable.
     pub ttl: Duration,
+}
+
+/// The daemon's logs (`[log]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// `tracing` filter directives (`RUST_LOG` syntax, e.g. `info` or
+    /// `info,ybpos_daemon::engine=debug`); `None` keeps `RUST_LOG` (default
+    /// `info`). Applied again on reload (SIGHUP).
+    pub filter: Option<String>,
 }

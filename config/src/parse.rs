@@ -43,6 +43,7 @@ pub(crate) fn config(file: &Path, root: &Table, p: &mut Problems) -> Option<Conf
     let journal_t = top.table(p, "journal");
     let codes_t = top.table(p, "codes");
     let session_t = top.table(p, "session");
+    let log_t = top.table(p, "log");
     let scanners_v = scanner_tables(file, root, p);
     top.mark_used("scanner");
     top.finish(p);
@@ -89,6 +90,7 @@ pub(crate) fn config(file: &Path, root: &Table, p: &mut Problems) -> Option<Conf
     let journal = journal(file, &dir, journal_t, p);
     let codes = codes(file, codes_t, p);
     let session = session(file, session_t, p);
+    let log = log(file, log_t, p);
 
     Some(Config {
         source: file.to_path_buf(),
@@ -99,6 +101,7 @@ pub(crate) fn config(file: &Path, root: &Table, p: &mut Problems) -> Option<Conf
         journal,
         codes: codes?,
         session,
+        log,
     })
 }
 
@@ -716,4 +719,20 @@ fn session(file: &Path, t: Option<&Table>, p: &mut Problems) -> Session {
     let ttl = ms(s.u64_or(p, "ttl_ms", 10_000..=86_400_000, DEFAULT_SESSION_TTL_MS));
     s.finish(p);
     Session { ttl }
+}
+
+fn log(file: &Path, t: Option<&Table>, p: &mut Problems) -> Log {
+    let mut s = Section::new(file, "log", t);
+    let filter = s.opt_str(p, "filter");
+    if let Some(f) = &filter
+        && (f.trim().is_empty() || !f.chars().all(|c| c.is_ascii_graphic()))
+    {
+        p.push(
+            file,
+            s.key("filter"),
+            "expected tracing filter directives such as \"info\" or \"info,ybpos_daemon=debug\"",
+        );
+    }
+    s.finish(p);
+    Log { filter }
 }

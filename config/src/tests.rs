@@ -368,3 +368,19 @@ trigger_command = ""
         assert!(k.contains(&want), "missing {want} in {k:?}");
     }
 }
+
+#[test]
+fn log_filter_is_optional_and_checked_for_shape() {
+    assert_eq!(parse(MINIMAL).unwrap().log.filter, None);
+    let c = parse(&format!(
+        "{MINIMAL}[log]\nfilter = \"info,ybpos_daemon=debug\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.log.filter.as_deref(), Some("info,ybpos_daemon=debug"));
+    for bad in ["\"\"", "\"info debug\"", "3"] {
+        let e = parse(&format!("{MINIMAL}[log]\nfilter = {bad}\n")).unwrap_err();
+        assert_eq!(keys(&e), ["log.filter"], "{bad}");
+    }
+    let e = parse(&format!("{MINIMAL}[log]\nlevel = \"info\"\n")).unwrap_err();
+    assert_eq!(keys(&e), ["log.level"]);
+}

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 /// Talk to ybposd over its local API.
 #[derive(Debug, Parser)]
-#[command(name = "ybpos", version, about)]
+#[command(name = "ybpos", version)]
 pub struct Cli {
     /// The daemon's API socket.
     #[arg(long, env = "YBPOS_SOCKET", default_value = "/run/ybpos/api.sock")]

@@ -235,6 +235,96 @@ impl Gauge {
     }
 }
 
+/// Upper bounds (seconds) of the latency buckets: from a fast LAN answer to
+/// past a 30 s `request_timeout_ms`.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// The counts of one histogram series (per bucket, not cumulative).
+#[derive(Debug, Clone, Copy, Default)]
+struct Buckets {
+    counts: [u64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: u64,
+}
+
+/// A histogram family of durations, in seconds, with [`LATENCY_BUCKETS`].
+#[derive(Debug)]
+pub struct Histogram {
+    meta: Meta,
+    series: Series<Buckets>,
+}
+
+impl Histogram {
+    /// A family named `name` (ending in `_seconds`) with these label names.
+    pub fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        Histogram {
+            meta: Meta::new(name, help, labels),
+            series: Series::new(),
+        }
+    }
+
+    /// Records one duration in the series `labels`.
+    pub fn observe(&self, labels: &[&str], d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.series.update(&self.meta, labels, |v| {
+            v.counts[i] += 1;
+            v.sum_micros = v.sum_micros.saturating_add(micros);
+        });
+    }
+
+    /// Observations in the series `labels` so far.
+    pub fn count(&self, labels: &[&str]) -> u64 {
+        self.series.get(labels).map_or(0, |b| b.counts.iter().sum())
+    }
+
+    fn render(&self, out: &mut String) {
+        self.meta.header(out, "histogram");
+        let bucket = format!("{}_bucket", self.meta.name);
+        let mut names: Vec<&str> = self.meta.labels.to_vec();
+        names.push("le");
+        for (k, v) in self.series.snapshot() {
+            let mut values: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+            values.push(String::new());
+            let mut cumulative = 0u64;
+            for (i, n) in v.counts.iter().enumerate() {
+                cumulative += n;
+                let le = values.last_mut().expect("le");
+                *le = match LATENCY_BUCKETS.get(i) {
+                    Some(b) => format!("{b}"),
+                    None => "+Inf".into(),
+                };
+                sample(out, &bucket, &names, &values, cumulative.into());
+            }
+            let labels = &values[..values.len() - 1];
+            let sum = format!("{}_sum", self.meta.name);
+            let count = format!("{}_count", self.meta.name);
+            sample_f64(
+                out,
+                &sum,
+                self.meta.labels,
+                labels,
+                v.sum_micros as f64 / 1e6,
+            );
+            sample(out, &count, self.meta.labels, labels, cumulative.into());
+        }
+    }
+}
+
+/// Writes one sample line with a fractional value.
+fn sample_f64(out: &mut String, name: &str, names: &[&str], values: &[impl AsRef<str>], v: f64) {
+    let mut line = String::new();
+    sample(&mut line, name, names, values, 0);
+    // `sample` wrote "… 0\n": put the real value in its place.
+    line.truncate(line.len() - 2);
+    let _ = writeln!(out, "{line}{v}");
+}
+
 /// One sample a hook returns: label values (in label-name order) and the value.
 pub type Sample = (Vec<String>, i64);
 
@@ -338,6 +428,11 @@ pub struct Metrics {
     pub open_fds: GaugeHook,
     /// Always 1; carries the version as a label.
     pub build_info: Gauge,
+    /// Gateway call latency, by infno (1162 decode, 1101, each settlement
+    /// infno, 2601 …), whatever the outcome.
+    pub gateway_latency: Histogram,
+    /// Config reloads (SIGHUP), by result (`applied`, `refused`).
+    pub config_reloads: Counter,
 }
 
 impl Default for Metrics {
@@ -426,6 +521,16 @@ impl Metrics {
                 "Always 1; the version is a label.",
                 &["version"],
             ),
+            gateway_latency: Histogram::new(
+                "ybpos_gateway_call_duration_seconds",
+                "Gateway call latency in seconds, by infno (1162 decode, 1101, settlements, reversals).",
+                &["infno"],
+            ),
+            config_reloads: Counter::new(
+                "ybpos_config_reloads_total",
+                "Config reloads (SIGHUP), by result: applied or refused.",
+                &["result"],
+            ),
         };
         m.build_info.set(&[env!("CARGO_PKG_VERSION")], 1);
         m.resident_memory.set_value_source(resident_bytes);
@@ -457,6 +562,8 @@ impl Metrics {
         self.resident_memory.render(&mut out);
         self.open_fds.render(&mut out);
         self.build_info.render(&mut out);
+        self.gateway_latency.render(&mut out);
+        self.config_reloads.render(&mut out);
         out
     }
 }
@@ -511,6 +618,35 @@ mod tests {
         assert!(t.ends_with('\n'));
         assert_eq!(m.scans.get(&["counter", "medical_code"]), 2);
         assert_eq!(m.scans.get(&["nope", "x"]), 0);
+    }
+
+    #[test]
+    fn histograms_render_cumulative_buckets_sum_and_count() {
+        let m = Metrics::new();
+        let ms = std::time::Duration::from_millis;
+        m.gateway_latency.observe(&["1101"], ms(3));
+        m.gateway_latency.observe(&["1101"], ms(40));
+        m.gateway_latency.observe(&["1101"], ms(200_000));
+        let t = m.render();
+        assert!(t.contains("# TYPE ybpos_gateway_call_duration_seconds histogram\n"));
+        assert!(t.contains(
+            "ybpos_gateway_call_duration_seconds_bucket{infno=\"1101\",le=\"0.005\"} 1\n"
+        ));
+        assert!(t.contains(
+            "ybpos_gateway_call_duration_seconds_bucket{infno=\"1101\",le=\"0.05\"} 2\n"
+        ));
+        assert!(
+            t.contains("ybpos_gateway_call_duration_seconds_bucket{infno=\"1101\",le=\"120\"} 2\n")
+        );
+        assert!(t.contains(
+            "ybpos_gateway_call_duration_seconds_bucket{infno=\"1101\",le=\"+Inf\"} 3\n"
+        ));
+        assert!(
+            t.contains("ybpos_gateway_call_duration_seconds_sum{infno=\"1101\"} 200.043\n"),
+            "{t}"
+        );
+        assert!(t.contains("ybpos_gateway_call_duration_seconds_count{infno=\"1101\"} 3\n"));
+        assert_eq!(m.gateway_latency.count(&["1101"]), 3);
     }
 
     #[test]

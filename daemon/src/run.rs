@@ -3,7 +3,9 @@
 //! [`Daemon::start`] brings everything up in order and returns once the API
 //! is bound (what `READY=1` means); [`Daemon::shutdown`] stops it in phases:
 //! stop accepting (Unix socket and HTTP), release scanners, sign out,
-//! remove the socket.
+//! remove the socket. [`main`] adds systemd's side: `READY=1`, the health
+//! watchdog and `STATUS=` ([`crate::health`]), reload on SIGHUP
+//! ([`crate::reload`]), `STOPPING=1`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,8 +26,10 @@ use crate::api::http::HttpListener;
 use crate::api::unix;
 use crate::engine::{Engine, EngineSettings};
 use crate::events::{Event, EventBus};
+use crate::health::{Health, LoopProbe};
 use crate::identity::Identity;
 use crate::journal::Journal;
+use crate::reload::Reloader;
 use crate::scanhub::ScanHub;
 use crate::service::{DemoScanner, Service};
 use crate::sessions::Sessions;
@@ -42,6 +46,10 @@ pub struct Daemon {
     pub http_addr: Option<std::net::SocketAddr>,
     /// The service (for in-process callers such as tests and the demo).
     pub service: Arc<Service>,
+    /// The core's health checks (watchdog, `STATUS=`).
+    pub health: Arc<Health>,
+    /// Applies a changed config file (SIGHUP).
+    pub reloader: Arc<Reloader>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     drivers: Drivers,
@@ -65,15 +73,31 @@ impl Daemon {
         let signer = signer_from_config(&cfg).context("reading the gateway secret")?;
         let settings = GatewaySettings::from_config(&cfg).context("reading gateway.ca_file")?;
         let gateway = Arc::new(Gateway::new(settings, signer)?);
+        gateway.observe_calls(Arc::new(|infno, _class, took| {
+            crate::metrics::global()
+                .gateway_latency
+                .observe(&[infno], took);
+        }));
 
-        // Scanners → hub.
+        // Scanners → hub; the hub's loop also answers health probes.
         let hub = ScanHub::new(&cfg, events.clone());
         let (tx, mut rx) = mpsc::channel(256);
         let drivers = Drivers::start(&cfg.scanners, tx, cancel.child_token());
         let hub2 = Arc::clone(&hub);
+        let (hub_probe, mut hub_probes) = LoopProbe::channel();
         tracker.spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                hub2.on_event(ev);
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Some(ev) => hub2.on_event(ev),
+                        None => break,
+                    },
+                    Some(reply) = hub_probes.recv() => {
+                        // Takes the hub's lock: a wedged hub does not answer.
+                        let _ = hub2.list();
+                        crate::health::answer(reply);
+                    }
+                }
             }
         });
 
@@ -85,12 +109,26 @@ impl Daemon {
             .with_context(|| format!("opening the journal {}", cfg.journal.path.display()))?;
         let engine = Engine::new(
             EngineSettings::from_config(&cfg),
-            journal,
+            journal.clone(),
             Arc::clone(&gateway),
             sessions,
             events.clone(),
         );
-        let unresolved = engine.recover().await.context("recovering the journal")?;
+        // A large recovery tells systemd to wait (EXTEND_TIMEOUT_USEC).
+        let open = journal
+            .counts(Local::now())
+            .await
+            .map(|c| c.unresolved)
+            .unwrap_or(0);
+        let keepalive = (open > 0)
+            .then(|| crate::health::recovery_keepalive(journal.clone(), open))
+            .flatten();
+        let recovered = engine.recover().await;
+        if let Some(k) = keepalive {
+            k.abort();
+        }
+        let unresolved = recovered.context("recovering the journal")?;
+        crate::health::test_freeze_hook(&journal);
         journal_gauges(&cfg.journal.path);
         if unresolved > 0 {
             warn!(unresolved, "Unfinished transactions found; resolving them.");
@@ -104,8 +142,8 @@ impl Daemon {
         );
         let service = Arc::new(Service {
             cfg: Arc::clone(&cfg),
-            gateway,
-            hub,
+            gateway: Arc::clone(&gateway),
+            hub: Arc::clone(&hub),
             identity,
             events,
             engine,
@@ -117,14 +155,24 @@ impl Daemon {
         let http = HttpListener::bind(&cfg.api).await?;
         let http_addr = http.as_ref().map(HttpListener::local_addr);
         let listener = unix::bind(&cfg.api)?;
+        let (api_tx, api) = crate::api::live::channel(cfg.api.clone());
+        let (api_probe, api_probes) = LoopProbe::channel();
         tracker.spawn(unix::serve(
             listener,
-            cfg.api.clone(),
+            api.clone(),
             Arc::clone(&service),
             cancel.child_token(),
             tracker.clone(),
+            api_probes,
         ));
         info!(socket = %cfg.api.socket.display(), "API listening.");
+        let health = Arc::new(Health::new(
+            journal,
+            Arc::clone(&hub),
+            hub_probe,
+            api_probe,
+            Arc::clone(&gateway),
+        ));
         if let Some(http) = http {
             info!(
                 addr = %http.local_addr(),
@@ -132,16 +180,27 @@ impl Daemon {
                 "HTTP API listening."
             );
             tracker.spawn(http.serve(
-                cfg.api.clone(),
+                api,
+                Arc::clone(&health),
                 Arc::clone(&service),
                 cancel.child_token(),
                 tracker.clone(),
             ));
         }
+        let reloader = Arc::new(Reloader::new(
+            &cfg.source,
+            (*cfg).clone(),
+            api_tx,
+            drivers.clone(),
+            hub,
+            gateway,
+        ));
         Ok(Daemon {
             socket: cfg.api.socket.clone(),
             http_addr,
             service,
+            health,
+            reloader,
             cancel,
             tracker,
             drivers,
@@ -223,17 +282,37 @@ async fn keep_signed_in(gateway: Arc<Gateway>, events: EventBus, cancel: Cancell
 }
 
 /// The daemon's main: load config, start, report ready, run until
-/// SIGTERM/SIGINT, stop. Returns the exit code (78 for a bad config).
+/// SIGTERM/SIGINT (reloading on SIGHUP), stop. Returns the exit code (78
+/// for a bad config).
 pub async fn main(config: &std::path::Path) -> i32 {
-    let cfg = match ybpos_config::load(config) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let cfg = match crate::reload::check(config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            tracing::error!(problems = e.0.len(), file = %config.display(), "Invalid configuration.");
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            tracing::error!(problems = problems.len(), file = %config.display(), "Invalid configuration.");
             return ybpos_config::EXIT_CONFIG;
         }
     };
+    if let Err(e) = crate::logging::set_filter(cfg.log.filter.as_deref()) {
+        warn!(error = %e, "Cannot apply log.filter.");
+    }
+    // Signals are taken before anything starts: SIGHUP would otherwise end
+    // the process while it starts.
+    let (mut term, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(h)) => (t, h),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("ybposd: cannot watch signals: {e}");
+            return 1;
+        }
+    };
     info!(version = env!("CARGO_PKG_VERSION"), config = %config.display(), "Starting ybposd.");
+    crate::health::status("starting: opening scanners, the journal and the API");
     let daemon = match Daemon::start(cfg, Extras::default()).await {
         Ok(d) => d,
         Err(e) => {
@@ -243,35 +322,41 @@ pub async fn main(config: &std::path::Path) -> i32 {
         }
     };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let mut watchdog =
-        tokio::time::interval(watchdog_period().unwrap_or(Duration::from_secs(3600)));
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("ybposd: cannot watch SIGTERM: {e}");
-            return 1;
-        }
-    };
+    info!("Ready.");
+    let supervisor = CancellationToken::new();
+    tokio::spawn(crate::health::supervise(
+        Arc::clone(&daemon.health),
+        daemon.service.events.clone(),
+        supervisor.clone(),
+    ));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
-            _ = watchdog.tick() => {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            _ = hup.recv() => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                crate::health::status("reloading the configuration");
+                let text = match daemon.reloader.reload().await {
+                    Ok(a) if a.need_restart.is_empty() => "reloaded".to_string(),
+                    Ok(a) => format!("reloaded; restart to apply {}", a.need_restart.join(", ")),
+                    Err(r) => format!("reload refused: {r}"),
+                };
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                crate::health::status(&text);
+                // The supervisor puts the usual line back at its next check.
             }
         }
     }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    supervisor.cancel();
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status(
+                "stopping: closing the API, releasing scanners, signing out",
+            ),
+        ],
+    );
     daemon.shutdown().await;
     0
-}
-
-/// Half the systemd watchdog interval, when one is set.
-fn watchdog_period() -> Option<Duration> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(Duration::from_micros(usec / 2))
-    } else {
-        None
-    }
 }

@@ -111,13 +111,14 @@ struct Inner {
     recent: HashMap<String, (u64, Instant)>,
     next_scan: u64,
     next_wait: u64,
+    /// Configured ids, in config order.
+    order: Vec<String>,
 }
 
 /// The scan hub.
 #[derive(Debug)]
 pub struct ScanHub {
     inner: Mutex<Inner>,
-    order: Vec<String>,
     events: EventBus,
     dedupe: Duration,
     pattern: Regex,
@@ -127,23 +128,9 @@ impl ScanHub {
     /// A hub for the configured scanners; all start `absent`.
     pub fn new(cfg: &Config, events: EventBus) -> Arc<Self> {
         let mut inner = Inner::default();
-        for s in &cfg.scanners {
-            inner.status.insert(
-                s.id.clone(),
-                Status {
-                    transport: s.transport,
-                    path: s.path.clone(),
-                    vid: s.usb.as_ref().map(|u| u.vid),
-                    pid: s.usb.as_ref().and_then(|u| u.pid),
-                    state: ScannerState::Absent,
-                    last_scan_at: None,
-                    scans: 0,
-                },
-            );
-        }
+        inner.set_scanners(&cfg.scanners);
         Arc::new(ScanHub {
             inner: Mutex::new(inner),
-            order: cfg.scanners.iter().map(|s| s.id.clone()).collect(),
             events,
             dedupe: cfg.codes.dedupe_window,
             pattern: cfg.codes.medical_code_pattern.clone(),
@@ -152,6 +139,13 @@ impl ScanHub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A reload changed the `[[scanner]]` entries: new ids start `absent`,
+    /// removed ids go (a wait on one ends as if it went away), the others
+    /// keep their state, counters and wait.
+    pub fn set_scanners(&self, scanners: &[ybpos_config::Scanner]) {
+        self.lock().set_scanners(scanners);
     }
 
     /// Applies one event from the scanner back ends.
@@ -241,7 +235,7 @@ impl ScanHub {
     /// `scanner.list`: every configured scanner, in config order.
     pub fn list(&self) -> Vec<ScannerStatus> {
         let g = self.lock();
-        self.order
+        g.order
             .iter()
             .filter_map(|id| g.status.get(id).map(|s| (id, s)))
             .map(|(id, s)| ScannerStatus {
@@ -265,7 +259,12 @@ impl ScanHub {
     pub fn wait(self: &Arc<Self>, scanner: Option<&str>) -> Result<Waiter, WaitError> {
         let id = match scanner {
             Some(s) => s.to_string(),
-            None => self.order.first().cloned().ok_or(WaitError::NoScanner)?,
+            None => self
+                .lock()
+                .order
+                .first()
+                .cloned()
+                .ok_or(WaitError::NoScanner)?,
         };
         let mut g = self.lock();
         let Some(st) = g.status.get(&id) else {
@@ -294,6 +293,37 @@ impl ScanHub {
             wait_id,
             rx,
         })
+    }
+}
+
+impl Inner {
+    fn set_scanners(&mut self, scanners: &[ybpos_config::Scanner]) {
+        self.order = scanners.iter().map(|s| s.id.clone()).collect();
+        self.status
+            .retain(|id, _| scanners.iter().any(|s| s.id == *id));
+        self.waiters
+            .retain(|id, _| scanners.iter().any(|s| s.id == *id));
+        self.recent
+            .retain(|id, _| scanners.iter().any(|s| s.id == *id));
+        for s in scanners {
+            let st = self.status.entry(s.id.clone()).or_insert_with(|| Status {
+                transport: s.transport,
+                path: None,
+                vid: None,
+                pid: None,
+                state: ScannerState::Absent,
+                last_scan_at: None,
+                scans: 0,
+            });
+            if st.transport != s.transport {
+                st.transport = s.transport;
+            }
+            if st.state != ScannerState::Connected {
+                st.path = s.path.clone().or(st.path.take());
+                st.vid = s.usb.as_ref().map(|u| u.vid).or(st.vid);
+                st.pid = s.usb.as_ref().and_then(|u| u.pid).or(st.pid);
+            }
+        }
     }
 }
 

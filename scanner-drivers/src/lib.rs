@@ -34,7 +34,7 @@ mod hidpos;
 mod reactor;
 mod wedge;
 
-pub use drivers::{ArmError, Drivers};
+pub use drivers::{ArmError, Drivers, Reconfigured};
 pub use scan::{Scan, ScannerEvent, ScannerInfo, ScannerState};
 pub use scanner_codec::{aim, text};
 

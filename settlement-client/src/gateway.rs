@@ -6,7 +6,7 @@
 //! [`Outcome`]. Callers that must journal a request before it leaves use
 //! [`Gateway::prepare`] + [`Gateway::send`]; the rest use [`Gateway::call`].
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Local};
@@ -153,11 +153,24 @@ pub struct Prepared {
     pub url: String,
 }
 
+/// Told of every call's infno, outcome class and duration (for latency
+/// metrics); set once with [`Gateway::observe_calls`].
+pub type CallObserver = Arc<dyn Fn(&str, &'static str, Duration) + Send + Sync>;
+
+struct Observer(CallObserver);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallObserver")
+    }
+}
+
 /// The gateway client.
 #[derive(Debug)]
 pub struct Gateway {
     settings: GatewaySettings,
-    http: HttpTransport,
+    http: RwLock<HttpTransport>,
+    observer: OnceLock<Observer>,
     msgids: Mutex<MsgIdAllocator>,
     sign_in: tokio::sync::Mutex<Option<SignIn>>,
     state: watch::Sender<LinkState>,
@@ -174,7 +187,8 @@ impl Gateway {
         ));
         Ok(Gateway {
             settings,
-            http,
+            http: RwLock::new(http),
+            observer: OnceLock::new(),
             msgids,
             sign_in: tokio::sync::Mutex::new(None),
             state: watch::channel(LinkState::Offline {
@@ -183,6 +197,32 @@ impl Gateway {
             .0,
             sign_in_max_age: SIGN_IN_MAX_AGE,
         })
+    }
+
+    /// Calls `f` after every request with its infno, outcome class and
+    /// duration (only the first observer set counts).
+    pub fn observe_calls(&self, f: CallObserver) {
+        let _ = self.observer.set(Observer(f));
+    }
+
+    /// Replaces the HTTP settings (timeouts, response limit, CAs) for
+    /// requests that start from now on; requests in flight finish under the
+    /// settings they started with.
+    pub fn set_http(&self, settings: &HttpSettings) -> Result<(), HttpSetupError> {
+        let next = self.transport().with_settings(settings)?;
+        *self.http.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(())
+    }
+
+    /// The transport for one request.
+    fn transport(&self) -> HttpTransport {
+        self.http.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn observed<T>(&self, infno: &str, started: tokio::time::Instant, out: &Outcome<T>) {
+        if let Some(o) = self.observer.get() {
+            (o.0)(infno, out.class(), started.elapsed());
+        }
     }
 
     /// Renews the sign-in after `age` instead of a day (tests; gateways
@@ -283,11 +323,13 @@ impl Gateway {
     pub async fn send(&self, p: &Prepared) -> Outcome<Response> {
         let span = tracing::debug_span!("gateway", infno = %p.request.infno, msgid = %p.msgid);
         let _g = span.enter();
+        let started = tokio::time::Instant::now();
         let out = self
-            .http
+            .transport()
             .post(&p.url, p.body.clone())
             .await
             .and_then(judge_envelope);
+        self.observed(&p.request.infno, started, &out);
         tracing::debug!(outcome = out.class(), "Gateway answered.");
         out
     }
@@ -428,11 +470,14 @@ impl Gateway {
             };
             let body = json!({"orgId": ctx.org_id, "transType": "ec.query", "data": data});
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
-            return self
-                .http
+            let started = tokio::time::Instant::now();
+            let out = self
+                .transport()
                 .post(&url, bytes)
                 .await
                 .and_then(decode::read_response);
+            self.observed("1162", started, &out);
+            return out;
         }
         for attempt in 0..2 {
             let sign_no = match self.sign_no().await {
@@ -448,11 +493,13 @@ impl Gateway {
                 Ok(p) => p,
                 Err(e) => return Outcome::NotSent { reason: e },
             };
+            let started = tokio::time::Instant::now();
             let out = self
-                .http
+                .transport()
                 .post(&p.url, p.body.clone())
                 .await
                 .and_then(decode::read_response);
+            self.observed("1162", started, &out);
             if attempt == 0 && out.is_sign_in_rejection() {
                 self.invalidate_sign_in(&sign_no).await;
                 continue;

@@ -68,6 +68,12 @@ impl HttpTransport {
         })
     }
 
+    /// The same signer with other settings (timeouts, limits, CAs), e.g.
+    /// after a config reload.
+    pub fn with_settings(&self, settings: &HttpSettings) -> Result<Self, HttpSetupError> {
+        HttpTransport::new(settings, self.signer.clone())
+    }
+
     /// Posts `body` to `url` and returns the parsed JSON body, classified.
     ///
     /// `Ok` means HTTP 2xx with a JSON body; the envelope is judged by the caller.

@@ -91,7 +91,7 @@ impl Token {
 pub struct Guard {
     port: u16,
     bound_ip: IpAddr,
-    origins: Vec<String>,
+    origins: std::sync::RwLock<Vec<String>>,
     token: Token,
 }
 
@@ -101,7 +101,7 @@ impl Guard {
         Guard {
             port: local.port(),
             bound_ip: local.ip(),
-            origins: allowed_origins.iter().map(|o| normalize(o)).collect(),
+            origins: std::sync::RwLock::new(allowed_origins.iter().map(|o| normalize(o)).collect()),
             token,
         }
     }
@@ -139,12 +139,27 @@ impl Guard {
         }
     }
 
+    /// Replaces the allowed origins (`api.allowed_origins`, on reload).
+    pub fn set_origins(&self, allowed_origins: &[String]) {
+        *self.origins.write().unwrap_or_else(|e| e.into_inner()) =
+            allowed_origins.iter().map(|o| normalize(o)).collect();
+    }
+
     /// The `Origin` check; `None` (no header: not a browser, or same-origin
     /// GET) passes.
     pub fn check_origin(&self, origin: Option<&str>) -> Result<(), Refusal> {
         match origin {
             None => Ok(()),
-            Some(o) if self.origins.iter().any(|a| *a == normalize(o)) => Ok(()),
+            Some(o)
+                if self
+                    .origins
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .any(|a| *a == normalize(o)) =>
+            {
+                Ok(())
+            }
             Some(o) => Err(Refusal::Origin(o.chars().take(200).collect())),
         }
     }

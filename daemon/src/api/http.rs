@@ -10,9 +10,10 @@
 //!   events arrive as notifications, exactly as on the Unix socket. A client
 //!   that disconnects cancels its waits.
 //! - `GET /healthz` (no token): `200 {"status":"ok", "gateway":…, "scanners":…}`
-//!   while the daemon's core answers; `503 {"status":"unavailable","reason":…}`
-//!   while shutting down or when the core does not answer within
-//!   [`HEALTH_DEADLINE`]. A gateway that is offline or a scanner that is
+//!   while the daemon's core answers (the journal thread, the scan hub and
+//!   the API loop: [`crate::health`], the watchdog's check);
+//!   `503 {"status":"unavailable","reason":…}` while shutting down or when
+//!   the core does not answer within [`HEALTH_DEADLINE`]. A gateway that is offline or a scanner that is
 //!   unplugged does not make it 503: the daemon is then working as designed
 //!   (retrying, waiting), restarting it would not help, and a supervisor that
 //!   restarts on 503 would only drop the journal's in-flight reversals. Those
@@ -59,7 +60,7 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
@@ -70,7 +71,9 @@ use super::dispatch::{OUTBOX, count_invalid, dispatch, handle_message, outbox};
 use super::error::ApiError;
 use super::guard::{Guard, Refusal, Token};
 use super::jsonrpc;
+use super::live::{LiveApi, Permit, Slots};
 use super::token::{self, TokenFileError};
+use crate::health::Health;
 use crate::metrics;
 use crate::service::{Caller, Service};
 use scanner_drivers::ScannerState;
@@ -155,23 +158,26 @@ impl HttpListener {
     }
 
     /// Serves connections until `cancel` fires; connections and WebSocket
-    /// sessions run on `tracker`.
+    /// sessions run on `tracker`. Limits are read from the live `[api]`
+    /// settings for each new connection; a change of `allowed_origins`
+    /// applies to the next request.
     pub async fn serve(
         self,
-        cfg: Api,
+        mut api: LiveApi,
+        health: Arc<Health>,
         service: Arc<Service>,
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) {
-        let header_deadline = cfg.idle_timeout.min(HEADER_DEADLINE);
-        let slots = Arc::new(Semaphore::new(cfg.max_connections));
+        let slots = Slots::default();
         // Refusals answer politely, but only so many at once: past that, a
         // flood of connections is just closed.
         let refusals = Arc::new(Semaphore::new(MAX_POLITE_REFUSALS));
         let shared = Shared(Arc::new(Inner {
             service,
-            guard: self.guard,
-            cfg,
+            guard: Arc::clone(&self.guard),
+            api: api.clone(),
+            health,
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             probing: Arc::new(AtomicBool::new(false)),
@@ -181,6 +187,10 @@ impl HttpListener {
         loop {
             let (stream, peer) = tokio::select! {
                 _ = cancel.cancelled() => break,
+                Ok(()) = api.changed() => {
+                    self.guard.set_origins(&api.borrow_and_update().allowed_origins);
+                    continue;
+                }
                 r = self.listener.accept() => match r {
                     Ok(s) => s,
                     Err(e) => {
@@ -193,7 +203,9 @@ impl HttpListener {
             n += 1;
             let _ = stream.set_nodelay(true);
             let span = tracing::info_span!("api_conn", conn = n, transport = "http", peer = %peer);
-            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            let cfg = Arc::clone(&api.borrow());
+            let header_deadline = cfg.idle_timeout.min(HEADER_DEADLINE);
+            let Some(permit) = slots.try_take(cfg.max_connections) else {
                 metrics::global().api_refused.inc(&["http", "overloaded"]);
                 if let Ok(p) = Arc::clone(&refusals).try_acquire_owned() {
                     tracker.spawn(
@@ -223,16 +235,24 @@ impl HttpListener {
 /// A connection's place under `max_connections`, shared by its requests and
 /// any WebSocket session it upgrades into; freed when the last one ends.
 #[derive(Debug, Clone)]
-struct Slot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+struct Slot(#[allow(dead_code)] Arc<Permit>);
 
 #[derive(Debug)]
 struct Inner {
     service: Arc<Service>,
     guard: Arc<Guard>,
-    cfg: Api,
+    api: LiveApi,
+    health: Arc<Health>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     probing: Arc<AtomicBool>,
+}
+
+impl Inner {
+    /// The `[api]` settings now.
+    fn cfg(&self) -> Arc<Api> {
+        Arc::clone(&self.api.borrow())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -537,7 +557,7 @@ async fn rpc(State(st): State<Shared>, req: Request) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let body = match read_body(req.into_body(), declared, st.0.cfg.max_request_bytes).await {
+    let body = match read_body(req.into_body(), declared, st.0.cfg().max_request_bytes).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -571,7 +591,8 @@ async fn rpc(State(st): State<Shared>, req: Request) -> Response {
     }
 }
 
-/// `GET /healthz`.
+/// `GET /healthz`: the same core check as systemd's watchdog
+/// ([`crate::health`]).
 async fn healthz(State(st): State<Shared>) -> Response {
     let unavailable = |reason: &str| {
         json_response(
@@ -582,42 +603,32 @@ async fn healthz(State(st): State<Shared>) -> Response {
     if st.0.cancel.is_cancelled() {
         return unavailable("the daemon is shutting down");
     }
-    // One probe at a time: a core that hangs holds one blocking thread, not many.
+    // One probe at a time: a core that hangs holds one probe, not many.
     if st.0.probing.swap(true, Ordering::AcqRel) {
         return unavailable("the previous health probe is still waiting for the daemon's core");
     }
-    let service = Arc::clone(&st.0.service);
-    let probing = Arc::clone(&st.0.probing);
-    let probe = tokio::task::spawn_blocking(move || {
-        let scanners = service.hub.list();
-        let gateway = service.gateway.state().borrow().as_str();
-        probing.store(false, Ordering::Release);
-        (scanners, gateway)
-    });
-    match tokio::time::timeout(HEALTH_DEADLINE, probe).await {
-        Ok(Ok((list, gateway))) => {
-            let connected = list
-                .iter()
-                .filter(|s| s.state == ScannerState::Connected)
-                .count();
-            json_response(
-                StatusCode::OK,
-                &json!({
-                    "status": "ok",
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "gateway": gateway,
-                    "scanners": {"configured": list.len(), "connected": connected},
-                }),
-            )
-        }
-        Ok(Err(e)) => {
-            st.0.probing.store(false, Ordering::Release);
-            warn!(error = %e, "Health probe failed.");
-            unavailable("the health probe of the daemon's core failed")
-        }
-        Err(_) => {
-            warn!("The daemon's core did not answer the health probe in time.");
-            unavailable("the daemon's core did not answer within 2 s")
+    let r = st.0.health.check(HEALTH_DEADLINE).await;
+    st.0.probing.store(false, Ordering::Release);
+    match r {
+        Ok(core) => json_response(
+            StatusCode::OK,
+            &json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "gateway": core.gateway,
+                "scanners": {
+                    "configured": core.scanners,
+                    "connected": core.scanners - core.not_connected.len(),
+                },
+                "journal": {
+                    "unresolved": core.journal.unresolved,
+                    "reversal_failed": core.journal.reversal_failed,
+                },
+            }),
+        ),
+        Err(stuck) => {
+            warn!(reason = %stuck, "The daemon's core did not answer the health probe in time.");
+            unavailable(&stuck.to_string())
         }
     }
 }
@@ -662,7 +673,7 @@ async fn ws(
     Extension(slot): Extension<Slot>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let max = st.0.cfg.max_request_bytes;
+    let max = st.0.cfg().max_request_bytes;
     let span = tracing::Span::current();
     let tracker = st.0.tracker.clone();
     upgrade
@@ -694,7 +705,7 @@ async fn session(mut socket: WebSocket, st: Shared, slot: Slot) {
     m.api_connections.inc(&["ws"]);
     m.api_connections_open.add(&["ws"], 1);
     debug!("WebSocket session started.");
-    let cfg = &st.0.cfg;
+    let cfg = st.0.cfg();
     let cancel = st.0.cancel.child_token();
     let (out_tx, mut out_rx) = mpsc::channel::<Value>(OUTBOX);
     let caller = Arc::new(Caller::new(cancel.clone(), Some(outbox(out_tx.clone()))));

@@ -10,13 +10,15 @@
 //!   execute for a [`crate::service::Caller`], render, answer, count);
 //! - [`unix`]: the Unix-socket transport; [`http`]: the loopback HTTP +
 //!   WebSocket transport, with [`guard`] (Host/Origin/token checks) and
-//!   [`token`] (the token file).
+//!   [`token`] (the token file); [`live`]: the `[api]` settings a reload
+//!   replaces under running transports, and connection caps.
 
 pub mod dispatch;
 pub mod error;
 pub mod guard;
 pub mod http;
 pub mod jsonrpc;
+pub mod live;
 pub mod methods;
 pub mod params;
 pub mod render;

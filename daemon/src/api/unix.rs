@@ -8,8 +8,12 @@
 //! - Requests on one connection run concurrently (a long `scan.wait` does
 //!   not block `system.info`); answers carry the request's id.
 //! - At most `max_connections`; idle connections close after `idle_timeout`.
+//! - Limits, and the uid allow-list, are read from the live `[api]` settings
+//!   when a connection is accepted, so a reload applies to new connections
+//!   and leaves open ones alone.
+//! - The accept loop answers health probes ([`crate::health`]).
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +22,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,6 +32,8 @@ use ybpos_config::Api;
 use super::dispatch::{self, OUTBOX};
 use super::error::ApiError;
 use super::jsonrpc;
+use super::live::{LiveApi, Slots};
+use crate::health::{self, ProbeRx};
 use crate::metrics;
 use crate::service::{Caller, Service};
 
@@ -67,6 +73,9 @@ pub fn bind(cfg: &Api) -> Result<UnixListener, BindError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
     if let Some(group) = &cfg.socket_group {
         match nix::unistd::Group::from_name(group) {
+            // Already the daemon's group (the systemd unit's case): no chown,
+            // which the unit's system-call filter (~@privileged) refuses.
+            Ok(Some(g)) if std::fs::metadata(path).map_err(io)?.gid() == g.gid.as_raw() => {}
             Ok(Some(g)) => {
                 nix::unistd::chown(path.as_path(), None, Some(g.gid)).map_err(|e| io(e.into()))?;
             }
@@ -79,20 +88,25 @@ pub fn bind(cfg: &Api) -> Result<UnixListener, BindError> {
     Ok(listener)
 }
 
-/// Serves connections until `cancel` fires.
+/// Serves connections until `cancel` fires, with the `[api]` settings of
+/// each connection's moment; answers health `probes` between accepts.
 pub async fn serve(
     listener: UnixListener,
-    cfg: Api,
+    api: LiveApi,
     service: Arc<Service>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    mut probes: ProbeRx,
 ) {
-    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let slots = Slots::default();
     let conn_ids = AtomicUsize::new(0);
-    let cfg = Arc::new(cfg);
     loop {
         let (stream, _) = tokio::select! {
             _ = cancel.cancelled() => break,
+            Some(reply) = probes.recv() => {
+                health::answer(reply);
+                continue;
+            }
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -102,6 +116,7 @@ pub async fn serve(
                 }
             },
         };
+        let cfg = Arc::clone(&api.borrow());
         let n = conn_ids.fetch_add(1, Ordering::Relaxed);
         let cred = stream.peer_cred().ok();
         let (uid, pid) = (cred.map(|c| c.uid()), cred.and_then(|c| c.pid()));
@@ -112,7 +127,7 @@ pub async fn serve(
             peer_uid = uid,
             peer_pid = pid
         );
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+        let Some(permit) = slots.try_take(cfg.max_connections) else {
             metrics::global().api_refused.inc(&["unix", "overloaded"]);
             tracker.spawn(
                 refuse(stream, ApiError::overloaded("too many connections")).instrument(span),
@@ -131,7 +146,6 @@ pub async fn serve(
             continue;
         }
         let service = Arc::clone(&service);
-        let cfg = Arc::clone(&cfg);
         let cancel = cancel.child_token();
         tracker.spawn(
             async move {

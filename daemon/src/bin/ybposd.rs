@@ -7,29 +7,8 @@
 //! `--init-token` creates the HTTP API token file if it is missing (the
 //! systemd unit runs it as root, since the daemon cannot write `/etc`).
 
-use std::path::PathBuf;
-
 use clap::Parser;
-
-/// The 医保码 terminal daemon.
-#[derive(Debug, Parser)]
-#[command(name = "ybposd", version, about)]
-struct Args {
-    /// Config file.
-    #[arg(long, default_value = ybpos_config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// Validate the config, print every problem, and exit (0 = valid, 78 = not).
-    #[arg(long)]
-    check_config: bool,
-    /// Run the self-contained demo (simulator + virtual scanner); needs no
-    /// config, and a ybposd built with the cargo feature `demo` (the default).
-    #[arg(long, conflicts_with = "check_config")]
-    demo: bool,
-    /// Create api.token_file with a random token (mode 0640, group
-    /// api.socket_group) if it is missing, check it, and exit. Never prints the token.
-    #[arg(long, conflicts_with_all = ["check_config", "demo"])]
-    init_token: bool,
-}
+use ybpos_daemon::args::DaemonArgs as Args;
 
 /// `--init-token`: 0 when the token file is usable, 78 for a bad config, 1 otherwise.
 fn init_token(config: &std::path::Path) -> i32 {
@@ -77,14 +56,17 @@ fn main() {
         std::process::exit(init_token(&args.config));
     }
     if args.check_config {
-        match ybpos_config::load(&args.config) {
+        // The same check a reload runs before it applies anything.
+        match ybpos_daemon::reload::check(&args.config) {
             Ok(_) => {
                 println!("{}: OK", args.config.display());
                 std::process::exit(0);
             }
-            Err(e) => {
-                eprintln!("{e}");
-                eprintln!("{} problem(s) in {}", e.0.len(), args.config.display());
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("{} problem(s) in {}", problems.len(), args.config.display());
                 std::process::exit(ybpos_config::EXIT_CONFIG);
             }
         }

@@ -354,6 +354,17 @@ impl Journal {
         &self.path
     }
 
+    /// Test hook (feature `crash-points`): the journal thread stops taking
+    /// jobs, as a wedged disk would make it; nothing is written after this.
+    #[cfg(feature = "crash-points")]
+    pub fn freeze_for_test(&self) {
+        let _ = self.tx.send(Box::new(|_| {
+            loop {
+                std::thread::park();
+            }
+        }));
+    }
+
     /// Runs `f` on the journal thread.
     async fn run<R: Send + 'static>(
         &self,
