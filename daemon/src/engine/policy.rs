@@ -486,17 +486,31 @@ pub fn probed(
     Ok(verdict)
 }
 
-/// The undo's state, and a refusal a person must see.
+/// The undo's state, and what a person must see when it is theirs: the
+/// platform's refusal, or why no answer was definitive.
 fn settle_attempt(rec: &mut Record, verdict: Verdict, out: &Outcome<Response>) {
     if let Some(rv) = rec.reversal.as_mut() {
         rv.state = attempt_state(verdict, out).into();
     }
-    if let (Outcome::Rejected { infcode, err_msg }, State::ReversalFailed) = (out, rec.state) {
-        rec.error = Some(Problem::ReversalRefused {
+    if rec.state != State::ReversalFailed {
+        return;
+    }
+    rec.error = Some(match out {
+        Outcome::Rejected { infcode, err_msg } => Problem::ReversalRefused {
             infcode: *infcode,
             err_msg: err_msg.clone(),
-        });
-    }
+        },
+        _ if rec.unclear_answers > 0 => Problem::NeedsPerson {
+            reason: format!(
+                "{} answers of the platform were not understood (the last: {})",
+                rec.unclear_answers,
+                out.class()
+            ),
+        },
+        _ => Problem::NeedsPerson {
+            reason: "the platform holds only part of what the request sent".into(),
+        },
+    });
 }
 
 /// A person closes a record the machine could not finish (`txn.resolve`):

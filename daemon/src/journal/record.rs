@@ -41,6 +41,12 @@ pub enum Problem {
         /// The platform's message.
         err_msg: String,
     },
+    /// No definitive answer could be had (answers not understood, part of
+    /// an upload found): needs a person.
+    NeedsPerson {
+        /// What the machine saw.
+        reason: String,
+    },
     /// A form this version does not know (written by another version): kept as stored.
     Other(Value),
 }
@@ -54,6 +60,7 @@ impl Problem {
             Problem::NotSent { .. } => "not_sent",
             Problem::OutcomeUnknown { .. } => "outcome_unknown",
             Problem::ReversalRefused { .. } => "reversal_refused",
+            Problem::NeedsPerson { .. } => "needs_person",
             Problem::Other(v) => v["kind"].as_str().unwrap_or(""),
         }
     }
@@ -67,7 +74,8 @@ impl Problem {
             }
             Problem::GatewayUnreachable { reason }
             | Problem::NotSent { reason }
-            | Problem::OutcomeUnknown { reason } => json!({"kind": self.kind(), "reason": reason}),
+            | Problem::OutcomeUnknown { reason }
+            | Problem::NeedsPerson { reason } => json!({"kind": self.kind(), "reason": reason}),
             Problem::Other(v) => v.clone(),
         }
     }
@@ -95,6 +103,7 @@ impl Problem {
                 "gateway_unreachable" => Some(Problem::GatewayUnreachable { reason }),
                 "not_sent" => Some(Problem::NotSent { reason }),
                 "outcome_unknown" => Some(Problem::OutcomeUnknown { reason }),
+                "needs_person" => Some(Problem::NeedsPerson { reason }),
                 _ => None,
             }),
             _ => None,
@@ -271,6 +280,7 @@ mod tests {
             Problem::GatewayUnreachable { reason: "r".into() },
             Problem::NotSent { reason: "r".into() },
             Problem::OutcomeUnknown { reason: "r".into() },
+            Problem::NeedsPerson { reason: "r".into() },
         ] {
             let stored = p.to_json();
             assert_eq!(stored["kind"], p.kind());

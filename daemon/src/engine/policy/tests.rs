@@ -229,7 +229,8 @@ fn every_infno_against_every_answer() {
                 );
                 match after.state {
                     State::ReversalFailed => {
-                        // A person sees the platform's refusal, if there was one.
+                        // A person sees the platform's refusal, or why no
+                        // answer was definitive.
                         if let Outcome::Rejected { err_msg, .. } = &out {
                             assert_eq!(
                                 after.error,
@@ -238,6 +239,8 @@ fn every_infno_against_every_answer() {
                                     err_msg: err_msg.clone()
                                 })
                             );
+                        } else {
+                            assert_eq!(after.error.as_ref().unwrap().kind(), "needs_person");
                         }
                     }
                     State::Succeeded => {
