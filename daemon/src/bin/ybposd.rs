@@ -11,9 +11,41 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+const ABOUT: &str =
+    "ybposd — the 医保码 (medical-insurance QR code) terminal daemon for cashier PCs";
+
+const LONG_ABOUT: &str = "\
+ybposd — the 医保码 (medical-insurance QR code) terminal daemon for cashier PCs.
+
+It owns the barcode scanners, tells a patient's 医保码 from a WeChat/Alipay payment code scanned by
+mistake, decodes the code at the provincial settlement gateway, and serves HIS/POS software over a
+local JSON-RPC API: the Unix socket /run/ybpos/api.sock and loopback HTTP/WebSocket. Every
+settlement is journaled before it leaves and, when its outcome is unknown, undone by the daemon.
+
+systemd runs it (ybposd.service); people use `ybpos` (ybpos status, ybpos watch); HIS vendors read
+docs/openrpc.json or ask the daemon for it (rpc.discover).";
+
+const AFTER_HELP: &str = "\
+Examples:
+  ybposd --demo                              try everything with a simulated gateway and scanner
+  ybposd --check-config                      check /etc/ybpos/ybpos.toml, print every problem
+  ybposd --config /etc/ybpos/ybpos.toml      run (as the systemd unit does)
+
+Exit status: 0 stopped cleanly or config valid; 1 could not start; 2 --demo in a build without it;
+78 bad config (systemd does not restart it).
+
+Logs go to stderr (the journal), filtered by RUST_LOG (default info); ID numbers, names, ecTokens
+and codes are never logged in full.";
+
 /// The 医保码 terminal daemon.
 #[derive(Debug, Parser)]
-#[command(name = "ybposd", version, about)]
+#[command(
+    name = "ybposd",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP
+)]
 struct Args {
     /// Config file.
     #[arg(long, default_value = ybpos_config::DEFAULT_PATH)]
