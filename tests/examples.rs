@@ -192,3 +192,29 @@ async fn java_example_sells_over_the_unix_socket() {
     assert_eq!(r["total"], "45.40");
     assert_sold_and_cancelled(&demo, &r, "45.40").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn csharp_example_sells_over_http() {
+    if !have("mcs") || !have("mono") {
+        println!("SKIPPED: examples/csharp: no Mono C# compiler (apt-get install mono-mcs)");
+        return;
+    }
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples-csharp");
+    std::fs::create_dir_all(&out).unwrap();
+    let exe = out.join("Sale.exe");
+    let st = Command::new("mcs")
+        .arg(format!("-out:{}", exe.display()))
+        .arg(repo().join("examples/csharp/Sale.cs"))
+        .status()
+        .expect("mcs");
+    assert!(st.success(), "examples/csharp/Sale.cs does not compile");
+    let demo = Demo::start(&ybpos_e2e::daemon_bin!(), &[]);
+    let mut cmd = Command::new("mono");
+    cmd.arg(&exe)
+        .arg(demo.http.to_string())
+        .arg(&demo.token_file);
+    let (printed, r) = sell(&demo, cmd).await;
+    check_output(&printed);
+    assert_eq!(r["total"], "42.80");
+    assert_sold_and_cancelled(&demo, &r, "42.80").await;
+}

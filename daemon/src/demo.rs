@@ -225,10 +225,15 @@ Try it:
 The HIS examples (examples/README.md), in a third terminal at the repository's root:
   Python : python3 examples/python/sale.py --socket {sock}
   Java   : java examples/java/Sale.java {sock}
+  C#     : mcs -out:Sale.exe examples/csharp/Sale.cs && mono Sale.exe {http_addr} {tf}
   Browser: python3 -m http.server 17481 --bind 127.0.0.1 --directory examples/browser
-           then open {page}
+           then: xdg-open {page}
 "#,
         gw = running.base_url(),
+        http_addr = daemon
+            .http_addr
+            .map_or_else(|| "(HTTP off)".into(), |a| a.to_string()),
+        tf = token_file.display(),
         page = match daemon.http_addr {
             Some(a) => format!(
                 "\"http://127.0.0.1:17481/#api={a}&token=$(cat {})\"",
