@@ -245,7 +245,9 @@ async fn a_cashiers_day_with_ybpos() {
     assert!(out.contains("Needs a person (1):"), "{out}");
     assert!(out.contains(&stuck), "{out}");
     assert!(
-        out.contains("ybpos txn resolve TXN_ID --outcome succeeded|failed|reversed"),
+        out.contains(&format!(
+            "ybpos txn resolve {stuck} --outcome succeeded|failed|reversed"
+        )),
         "{out}"
     );
     assert!(out.contains("NEEDS A PERSON: 1 transaction(s)"), "{out}");

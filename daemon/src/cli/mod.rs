@@ -429,7 +429,8 @@ fn run(cli: Cli) -> Done {
                 println!("{}", pretty(&r));
             } else {
                 let who = r["person"]["psn_name"].as_str().unwrap_or("");
-                println!("Scanned: {} {who}", r["kind"].as_str().unwrap_or("?"));
+                let what = format!("Scanned: {} {who}", r["kind"].as_str().unwrap_or("?"));
+                println!("{}", what.trim_end());
             }
             Ok(exit::OK)
         }
@@ -631,10 +632,14 @@ fn status(cli: &Cli, p: Paint, now: &DateTime<Local>) -> Done {
             if !problem.is_empty() {
                 println!("    {}", p.dim(problem));
             }
+            println!(
+                "    ybpos txn resolve {} --outcome succeeded|failed|reversed --operator NAME --note \"what you checked\"",
+                r["txn_id"].as_str().unwrap_or("TXN_ID")
+            );
         }
         println!(
-            "  Check each on the platform (or with the bureau), then close it:\n    \
-             ybpos txn resolve TXN_ID --outcome succeeded|failed|reversed --operator NAME --note \"what you checked\""
+            "  The daemon could not tell whether the platform has these. Check each on the platform\n  \
+             (or with the bureau), then close it with the command under it."
         );
     }
     println!();
