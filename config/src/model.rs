@@ -29,6 +29,22 @@ pub struct Config {
     pub session: Session,
     /// The daemon's logs.
     pub log: Log,
+    /// Kiosk mode: `Some` when `terminal.opter_type = "2"` (an unattended
+    /// self-service machine, 自助服务设备), with its stricter defaults.
+    pub kiosk: Option<Kiosk>,
+}
+
+/// What changes on an unattended self-service kiosk (`[kiosk]`, read only
+/// when `terminal.opter_type = "2"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kiosk {
+    /// `scan.wait` without `timeout_ms` waits this long (`scan_wait_ms`,
+    /// default 20 s: the patient stands at the screen).
+    pub scan_wait_default: Duration,
+    /// `identity.lookup` by an ID number that was typed, not read from the
+    /// card's chip (`typed_id_numbers`, default false: nobody checks who
+    /// types someone else's number).
+    pub typed_id_numbers: bool,
 }
 
 /// The institution and operator, sent in every request envelope.

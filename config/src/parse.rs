@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 256;
 /// Default idle close of API connections (local-api.md, Limits).
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+/// Default `scan.wait` of a self-service kiosk (`[kiosk] scan_wait_ms`):
+/// shorter than a counter's 30 s, since the patient stands at the screen and
+/// the page should fall back to its start screen soon after they walk away.
+pub const DEFAULT_KIOSK_SCAN_WAIT_MS: u64 = 20_000;
 /// Default identity-session lifetime (local-api.md, Identity result).
 pub const DEFAULT_SESSION_TTL_MS: u64 = 10 * 60 * 1000;
 /// Default cap on a gateway response body.
@@ -44,6 +48,7 @@ pub(crate) fn config(file: &Path, root: &Table, p: &mut Problems) -> Option<Conf
     let codes_t = top.table(p, "codes");
     let session_t = top.table(p, "session");
     let log_t = top.table(p, "log");
+    let kiosk_t = top.table(p, "kiosk");
     let scanners_v = scanner_tables(file, root, p);
     top.mark_used("scanner");
     top.finish(p);
@@ -91,6 +96,7 @@ pub(crate) fn config(file: &Path, root: &Table, p: &mut Problems) -> Option<Conf
     let codes = codes(file, codes_t, p);
     let session = session(file, session_t, p);
     let log = log(file, log_t, p);
+    let kiosk = kiosk(file, kiosk_t, terminal.as_ref(), p);
 
     Some(Config {
         source: file.to_path_buf(),
@@ -102,6 +108,7 @@ pub(crate) fn config(file: &Path, root: &Table, p: &mut Problems) -> Option<Conf
         codes: codes?,
         session,
         log,
+        kiosk,
     })
 }
 
@@ -735,4 +742,38 @@ fn log(file: &Path, t: Option<&Table>, p: &mut Problems) -> Log {
     }
     s.finish(p);
     Log { filter }
+}
+
+/// `[kiosk]`: kiosk mode is `terminal.opter_type = "2"`; the table tunes it
+/// and is refused on a staffed terminal (it would do nothing there).
+fn kiosk(
+    file: &Path,
+    t: Option<&Table>,
+    terminal: Option<&Terminal>,
+    p: &mut Problems,
+) -> Option<Kiosk> {
+    let is_kiosk = terminal.is_some_and(|t| t.opter_type == "2");
+    if !is_kiosk {
+        if t.is_some() {
+            p.push(
+                file,
+                "kiosk",
+                "[kiosk] applies only to a self-service kiosk: set terminal.opter_type = \"2\" or remove [kiosk]",
+            );
+        }
+        return None;
+    }
+    let mut s = Section::new(file, "kiosk", t);
+    let scan_wait_default = ms(s.u64_or(
+        p,
+        "scan_wait_ms",
+        1_000..=120_000,
+        DEFAULT_KIOSK_SCAN_WAIT_MS,
+    ));
+    let typed_id_numbers = s.bool_or(p, "typed_id_numbers", false);
+    s.finish(p);
+    Some(Kiosk {
+        scan_wait_default,
+        typed_id_numbers,
+    })
 }

@@ -384,3 +384,27 @@ fn log_filter_is_optional_and_checked_for_shape() {
     let e = parse(&format!("{MINIMAL}[log]\nlevel = \"info\"\n")).unwrap_err();
     assert_eq!(keys(&e), ["log.level"]);
 }
+
+#[test]
+fn kiosk_mode_is_opter_type_2_with_stricter_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.kiosk, None);
+    let kiosk = MINIMAL.replace(
+        "mdtrtarea_admvs = \"421381\"",
+        "mdtrtarea_admvs = \"421381\"\nopter_type = \"2\"",
+    );
+    let c = parse(&kiosk).unwrap();
+    let k = c.kiosk.unwrap();
+    assert_eq!(k.scan_wait_default, Duration::from_secs(20));
+    assert!(!k.typed_id_numbers);
+    let tuned = format!("{kiosk}\n[kiosk]\nscan_wait_ms = 15000\ntyped_id_numbers = true\n");
+    let k = parse(&tuned).unwrap().kiosk.unwrap();
+    assert_eq!(k.scan_wait_default, Duration::from_secs(15));
+    assert!(k.typed_id_numbers);
+    // Out of range, a typo, and [kiosk] on a staffed counter: each named.
+    let bad = format!("{kiosk}\n[kiosk]\nscan_wait_ms = 500000\nscan_wait = 1\n");
+    let e = parse(&bad).unwrap_err();
+    assert_eq!(keys(&e), ["kiosk.scan_wait_ms", "kiosk.scan_wait"], "{e}");
+    let e = parse(&format!("{MINIMAL}\n[kiosk]\nscan_wait_ms = 15000\n")).unwrap_err();
+    assert_eq!(keys(&e), ["kiosk"], "{e}");
+}

@@ -42,6 +42,32 @@ impl CodeClass {
         )
     }
 
+    /// What to say about a payment code scanned by mistake, to whom.
+    pub fn hint(self, to: Audience) -> &'static str {
+        match to {
+            Audience::Cashier => self.cashier_hint(),
+            Audience::Patient => self.patient_hint(),
+        }
+    }
+
+    /// What a self-service kiosk tells the patient, in plain words, for a
+    /// payment code: what they showed, and where the 医保码 is.
+    pub fn patient_hint(self) -> &'static str {
+        match self {
+            CodeClass::WechatPay => {
+                "您出示的是微信付款码，不是医保码。请在微信里搜索“医保码”，打开后再扫一次。"
+            }
+            CodeClass::Alipay => {
+                "您出示的是支付宝付款码，不是医保码。请在支付宝里搜索“医保码”，打开后再扫一次。"
+            }
+            CodeClass::UnionPay => {
+                "您出示的是银联付款码，不是医保码。请打开微信、支付宝或“国家医保服务平台”里的医保码，再扫一次。"
+            }
+            CodeClass::MedicalCode => "医保码",
+            CodeClass::Other => "这不是医保码。请打开医保码再扫一次。",
+        }
+    }
+
     /// What to tell the cashier, in Chinese, for a payment code.
     pub fn cashier_hint(self) -> &'static str {
         match self {
@@ -52,6 +78,15 @@ impl CodeClass {
             CodeClass::Other => "不是医保码",
         }
     }
+}
+
+/// Who reads a hint: the cashier at a counter, or the patient at a kiosk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// A cashier, who asks the patient for the 医保码.
+    Cashier,
+    /// The patient at an unattended self-service kiosk.
+    Patient,
 }
 
 /// Classifies `text` with the configured 医保码 pattern.

@@ -98,6 +98,31 @@ impl DemoScanner for VirtualScanner {
     }
 }
 
+/// Where the browser example is served from in the demo (README: "From a
+/// browser"): `python3 -m http.server 17481 --bind 127.0.0.1 --directory
+/// examples/browser`.
+pub const EXAMPLE_PAGE_ORIGINS: [&str; 2] = ["http://127.0.0.1:17481", "http://localhost:17481"];
+
+/// Origins the demo's HTTP API allows: the example page's, and any in
+/// `YBPOS_DEMO_ALLOWED_ORIGINS` (comma-separated; tests serve the page on a
+/// free port).
+fn demo_origins() -> String {
+    let extra = std::env::var("YBPOS_DEMO_ALLOWED_ORIGINS").unwrap_or_default();
+    let all: Vec<String> = EXAMPLE_PAGE_ORIGINS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            extra
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        )
+        .map(|o| format!("{o:?}"))
+        .collect();
+    format!("[{}]", all.join(", "))
+}
+
 fn demo_config(gateway: &str, pty: &Path) -> String {
     format!(
         r#"# Written by `ybposd --demo`. A real terminal's config looks like this too.
@@ -124,11 +149,13 @@ suffix    = "\r"
 socket      = "api.sock"
 http_listen = "127.0.0.1:0"        # a free port; the banner shows which
 token_file  = "api-token"          # created at start (mode 0640)
+allowed_origins = {origins}   # the browser example's page
 
 [journal]
 path = "journal.db"
 "#,
         pty = pty.display(),
+        origins = demo_origins(),
     )
 }
 
@@ -194,8 +221,26 @@ Try it:
   Here: Enter = 张三 · 1/2/3 + Enter = other test people · w = WeChat payment code
         a = Alipay code · g = scanner garbage · q = quit
   Anywhere: cargo run -q --bin ybpos -- --socket {sock} scan-sim --kind wechat
+
+The HIS examples (examples/README.md), in a third terminal at the repository's root:
+  Python : python3 examples/python/sale.py --socket {sock}
+  Java   : java examples/java/Sale.java {sock}
+  C#     : mcs -out:Sale.exe examples/csharp/Sale.cs && mono Sale.exe {http_addr} {tf}
+  Browser: python3 -m http.server 17481 --bind 127.0.0.1 --directory examples/browser
+           then: xdg-open {page}
 "#,
         gw = running.base_url(),
+        http_addr = daemon
+            .http_addr
+            .map_or_else(|| "(HTTP off)".into(), |a| a.to_string()),
+        tf = token_file.display(),
+        page = match daemon.http_addr {
+            Some(a) => format!(
+                "\"http://127.0.0.1:17481/#api={a}&token=$(cat {})\"",
+                token_file.display()
+            ),
+            None => "(the HTTP API is off)".into(),
+        },
         addr = running.addr,
         pty = pty.display(),
         cfg = cfg_path.display(),

@@ -62,6 +62,9 @@ pub enum Given {
         certno: String,
         /// Name (checked by the gateway when given).
         psn_name: Option<String>,
+        /// Read from the card's chip by a card reader, not typed (a kiosk
+        /// takes only these).
+        read_from_card: bool,
     },
     /// Social-security card (`03`).
     SsCard {
@@ -130,7 +133,9 @@ impl Identity {
                 let (credential, input) = qr_query(&d);
                 (credential, Some(d.data), input)
             }
-            Given::IdCard { certno, psn_name } => {
+            Given::IdCard {
+                certno, psn_name, ..
+            } => {
                 let input = json!({"data": {
                     "mdtrt_cert_type": "02",
                     "mdtrt_cert_no": certno,
@@ -185,6 +190,12 @@ impl Identity {
             org_id: t.fixmedins_code.clone(),
             operator_id: t.opter.clone(),
             operator_name: t.opter_name.clone(),
+            // Kiosk mode (opter_type 2): decode is told it is a self-service machine.
+            device_type: if t.opter_type == "2" {
+                "SelfService".into()
+            } else {
+                String::new()
+            },
             ..DecodeContext::default()
         };
         let outcome = self.gateway.decode(code, &ctx).await;

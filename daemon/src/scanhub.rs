@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use ybpos_config::{Config, ScannerTransport};
 
-use crate::classify::{CodeClass, classify};
+use crate::classify::{Audience, CodeClass, classify};
 use crate::events::{Event, EventBus, ScanEvent};
 
 /// Why a wait for a scan did not give a 医保码.
@@ -50,9 +50,10 @@ pub enum WaitError {
     /// Nothing was scanned in time.
     #[error("nothing was scanned within {} ms", .0.as_millis())]
     Timeout(Duration),
-    /// A payment code was scanned instead of a 医保码.
+    /// A payment code was scanned instead of a 医保码; the hint is for
+    /// the audience (a cashier, or the patient at a kiosk).
     #[error("a {} was scanned, not a 医保码", .0.as_str())]
-    PaymentCode(CodeClass),
+    PaymentCode(CodeClass, Audience),
     /// The client went away.
     #[error("the client went away")]
     Cancelled,

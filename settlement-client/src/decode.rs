@@ -37,11 +37,14 @@ pub struct DecodeContext {
     pub term_id: String,
     /// Terminal IP.
     pub term_ip: String,
+    /// `deviceType`: `"SelfService"` on an unattended kiosk; empty at a
+    /// counter, where it is left out of the request.
+    pub device_type: String,
 }
 
-/// The decode input `data` node.
+/// The decode input `data` node (`deviceType` only when set).
 pub fn input_data(qr: &str, ctx: &DecodeContext) -> Value {
-    json!({
+    let mut data = json!({
         "ecQrCode": qr,
         "ecQrChannel": "",
         "businessType": ctx.business_type,
@@ -52,7 +55,11 @@ pub fn input_data(qr: &str, ctx: &DecodeContext) -> Value {
         "officeName": ctx.office_name,
         "termId": ctx.term_id,
         "termIp": ctx.term_ip,
-    })
+    });
+    if !ctx.device_type.is_empty() {
+        data["deviceType"] = Value::String(ctx.device_type.clone());
+    }
+    data
 }
 
 /// A decoded 医保码.

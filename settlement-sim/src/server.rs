@@ -46,6 +46,8 @@ pub struct Simulator {
     verifier: Arc<Signer>,
     faults: Arc<Mutex<Faults>>,
     traffic: Arc<Mutex<BTreeMap<String, usize>>>,
+    /// The last request body of each infno (tests read envelopes with it).
+    last: Arc<Mutex<BTreeMap<String, Value>>>,
     /// Requests being served now and at most, per infno.
     in_flight: Arc<Mutex<BTreeMap<String, (usize, usize)>>>,
 }
@@ -190,6 +192,7 @@ impl Simulator {
             verifier: Arc::new(verifier),
             faults: Arc::new(Mutex::new(Faults::default())),
             traffic: Arc::new(Mutex::new(BTreeMap::new())),
+            last: Arc::new(Mutex::new(BTreeMap::new())),
             in_flight: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
@@ -257,6 +260,16 @@ impl Simulator {
             .get(infno)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The body of the last request of `infno` that arrived (authenticated,
+    /// parsed): the envelope, or decode's bare body.
+    pub fn last_request(&self, infno: &str) -> Option<Value> {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(infno)
+            .cloned()
     }
 
     /// The most requests of `infno` ever served at the same time (a client
@@ -375,6 +388,10 @@ impl Simulator {
             .unwrap_or_else(|e| e.into_inner())
             .entry(infno.clone())
             .or_default() += 1;
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(infno.clone(), value.clone());
         let _in_flight = InFlight::new(&self.in_flight, &infno);
         let fault = self.faults_lock().take(&infno, &msgid);
         if let Some(f) = &fault {

@@ -160,6 +160,12 @@ impl State {
         }
     }
 
+    /// Forgets every sign-in, as the platform does at its daily cut-off:
+    /// the next request with an old `sign_no` is refused.
+    pub fn expire_sign_ins(&mut self) {
+        self.sign_nos.clear();
+    }
+
     /// Whether `sign_no` is currently signed in (9001 issued it, no 9002 yet).
     pub fn is_signed_in(&self, sign_no: &str) -> bool {
         self.sign_nos.contains(sign_no)

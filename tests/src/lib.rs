@@ -1,7 +1,9 @@
 //! Test kit for end-to-end tests: a gateway simulator, a pty scanner, the
 //! daemon as a child process with its logs captured, and an async client;
-//! [`web`]: clients of the HTTP/WebSocket API and a Prometheus text reader.
+//! [`web`]: clients of the HTTP/WebSocket API and a Prometheus text reader;
+//! [`demo`]: `ybposd --demo` as a child process.
 
+pub mod demo;
 pub mod money;
 pub mod web;
 pub use web::{Http, Ws, WsRead, parse_prometheus};

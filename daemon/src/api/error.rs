@@ -206,7 +206,7 @@ impl From<WaitError> for ApiError {
             WaitError::Busy(id) => Self::scanner_busy(&id),
             WaitError::Gone(id) => Self::scanner_unavailable(&id, "went away during the wait"),
             WaitError::Timeout(t) => Self::scan_timeout(t.as_millis() as u64),
-            WaitError::PaymentCode(k) => Self::not_medical_code(k.as_str(), k.cashier_hint()),
+            WaitError::PaymentCode(k, to) => Self::not_medical_code(k.as_str(), k.hint(to)),
             WaitError::Cancelled => Self::internal("client disconnected"),
         }
     }
@@ -286,6 +286,14 @@ impl From<ServiceError> for ApiError {
                 "events need a long-lived connection: use the Unix socket or the WebSocket",
             ),
             ServiceError::NotDemo => Self::method_not_found("demo.scan"),
+            ServiceError::KioskTypedIdNumber => Self::new(
+                4001,
+                "unauthorized",
+                "a self-service kiosk looks people up by 医保码, social-security card, or an ID \
+                 card read by the card reader (credential.read_from_card: true), not by a typed \
+                 ID number",
+                json!({"reason": "kiosk_typed_id_number"}),
+            ),
             ServiceError::TaskFailed(e) => Self::internal(e),
         }
     }

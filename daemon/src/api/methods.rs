@@ -14,8 +14,7 @@ use crate::events::TOPICS;
 use crate::identity::Given;
 use crate::service::Call;
 
-/// Default and longest `scan.wait` (local-api.md).
-pub const SCAN_WAIT_DEFAULT: Duration = Duration::from_secs(30);
+pub use crate::service::SCAN_WAIT_DEFAULT;
 /// Longest `scan.wait`.
 pub const SCAN_WAIT_MAX: Duration = Duration::from_secs(120);
 
@@ -109,6 +108,7 @@ pub fn parse(method: &str, params: &Map<String, Value>) -> Result<Call, ApiError
         "txn.get" => Call::TxnGet(txn_key(&p)?),
         "txn.list" => txn_list(&p)?,
         "txn.resolve" => txn_resolve(&p)?,
+        "rpc.discover" => Call::Discover,
         "report.usage" => {
             let from = date(&p, "from")?;
             let to = date(&p, "to")?;
@@ -147,16 +147,16 @@ fn topics(params: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
     }
 }
 
-/// `timeout_ms` of `scan.wait`.
-fn timeout(p: &Params<'_>) -> Result<Duration, ApiError> {
+/// `timeout_ms` of `scan.wait` (`None`: the terminal's default).
+fn timeout(p: &Params<'_>) -> Result<Option<Duration>, ApiError> {
     match p.opt_u64("timeout_ms")? {
-        None => Ok(SCAN_WAIT_DEFAULT),
+        None => Ok(None),
         Some(0) => Err(ApiError::invalid_params("timeout_ms", "must be at least 1")),
         Some(ms) if Duration::from_millis(ms) > SCAN_WAIT_MAX => Err(ApiError::invalid_params(
             "timeout_ms",
             "must be at most 120000",
         )),
-        Some(ms) => Ok(Duration::from_millis(ms)),
+        Some(ms) => Ok(Some(Duration::from_millis(ms))),
     }
 }
 
@@ -181,6 +181,7 @@ fn credential(p: &Params<'_>) -> Result<Given, ApiError> {
         "id_card" => Given::IdCard {
             certno: need("certno")?,
             psn_name: c.opt_str("psn_name").map_err(nested)?,
+            read_from_card: c.flag("read_from_card").map_err(nested)?,
         },
         "ss_card" => Given::SsCard {
             card_no: need("card_no")?,
@@ -260,7 +261,7 @@ mod tests {
     #[test]
     fn scan_wait_params() {
         let c = parse("scan.wait", &p(json!({"business_type": "02121"}))).unwrap();
-        assert!(matches!(c, Call::ScanWait { timeout, .. } if timeout == SCAN_WAIT_DEFAULT));
+        assert!(matches!(c, Call::ScanWait { timeout: None, .. }));
         let e = parse("scan.wait", &p(json!({}))).unwrap_err();
         assert_eq!(e.data["field"], "business_type");
         let e = parse("scan.wait", &p(json!({"business_type": "2121"}))).unwrap_err();

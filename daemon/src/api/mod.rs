@@ -6,6 +6,8 @@
 //! - [`params`] and [`methods`]: requests parsed into typed
 //!   [`crate::service::Call`]s;
 //! - [`render`]: domain answers and events → the wire JSON;
+//! - [`openrpc`]: the API's contract as an OpenRPC document
+//!   (`docs/openrpc.json`, served by `rpc.discover`);
 //! - [`dispatch`]: what every transport does with a message (parse,
 //!   execute for a [`crate::service::Caller`], render, answer, count);
 //! - [`unix`]: the Unix-socket transport; [`http`]: the loopback HTTP +
@@ -20,6 +22,7 @@ pub mod http;
 pub mod jsonrpc;
 pub mod live;
 pub mod methods;
+pub mod openrpc;
 pub mod params;
 pub mod render;
 pub mod token;

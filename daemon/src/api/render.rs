@@ -41,6 +41,7 @@ pub fn answer(a: Answer) -> Value {
         Answer::Records(rs) => Value::Array(rs.iter().map(record).collect()),
         Answer::Usage(u) => usage(&u),
         Answer::DemoScanned(d) => demo_scanned(&d),
+        Answer::Discovered => super::openrpc::document().clone(),
     }
 }
 

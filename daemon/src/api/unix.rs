@@ -136,10 +136,21 @@ pub async fn serve(
         };
         if !cfg.allowed_uids.is_empty() && !uid.is_some_and(|u| cfg.allowed_uids.contains(&u)) {
             metrics::global().api_refused.inc(&["unix", "uid"]);
+            let _g = span.enter();
+            warn!(
+                uid = uid.map(i64::from).unwrap_or(-1),
+                "Connection refused: the peer's uid is not in api.allowed_uids."
+            );
+            drop(_g);
             tracker.spawn(
                 refuse(
                     stream,
-                    ApiError::unauthorized("this user may not use the ybpos API"),
+                    ApiError::new(
+                        4001,
+                        "unauthorized",
+                        "this user may not use the ybpos API (api.allowed_uids)",
+                        serde_json::json!({"reason": "uid"}),
+                    ),
                 )
                 .instrument(span),
             );

@@ -1,14 +1,9 @@
-//! `ybpos`: command line for cashiers and support (see `ybpos --help`).
-
-use clap::Parser;
+//! `ybpos`: the command line for cashiers, support and monitoring (see `ybpos --help`).
 
 fn main() {
-    let cli = ybpos_daemon::cli::Cli::parse();
-    match ybpos_daemon::cli::main(cli) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("ybpos: {e:#}");
-            std::process::exit(2);
-        }
-    }
+    let code = match ybpos_daemon::cli::parse() {
+        Ok(cli) => ybpos_daemon::cli::main(cli),
+        Err(code) => code,
+    };
+    std::process::exit(code);
 }

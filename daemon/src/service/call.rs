@@ -17,6 +17,10 @@ use crate::identity::{Given, Identified, LookupError};
 use crate::journal::{Counts, JournalError, Record};
 use crate::scanhub::{ScannerStatus, WaitError};
 
+/// `scan.wait` without `timeout_ms` at a staffed counter (local-api.md);
+/// a kiosk has its own (`[kiosk] scan_wait_ms`).
+pub const SCAN_WAIT_DEFAULT: Duration = Duration::from_secs(30);
+
 /// A parsed API call.
 #[derive(Debug, Clone)]
 pub enum Call {
@@ -40,8 +44,8 @@ pub enum Call {
         business_type: String,
         /// Scanner id (default: the first).
         scanner: Option<String>,
-        /// How long to wait.
-        timeout: Duration,
+        /// How long to wait (`None`: the terminal's default).
+        timeout: Option<Duration>,
     },
     /// `identity.lookup`.
     IdentityLookup {
@@ -83,6 +87,8 @@ pub enum Call {
         /// Last day, inclusive.
         to: NaiveDate,
     },
+    /// `rpc.discover`: the API's own description (OpenRPC).
+    Discover,
     /// `demo.scan` (demo mode only): put a test code into the virtual scanner.
     DemoScan {
         /// Test person (index, psn_no or name); default the first.
@@ -130,6 +136,8 @@ pub enum Answer {
     Usage(Usage),
     /// `demo.scan`.
     DemoScanned(DemoScanned),
+    /// `rpc.discover`: the edge answers with the OpenRPC document.
+    Discovered,
 }
 
 /// Why a call failed.
@@ -156,6 +164,9 @@ pub enum ServiceError {
     /// The demo's virtual scanner.
     #[error(transparent)]
     Demo(#[from] DemoError),
+    /// A self-service kiosk does not look people up by a typed ID number.
+    #[error("a self-service kiosk does not look people up by a typed ID number")]
+    KioskTypedIdNumber,
     /// The task running the call failed (a bug).
     #[error("{0}")]
     TaskFailed(String),

@@ -23,11 +23,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{Instrument, debug, info};
 use ybpos_config::Config;
 
-pub use call::{Answer, Call, ServiceError, SystemInfo};
+pub use call::{Answer, Call, SCAN_WAIT_DEFAULT, ServiceError, SystemInfo};
 pub use caller::{Caller, Notice, Outbox, Render};
 pub use demo::{DemoError, DemoPerson, DemoScanned, DemoScanner};
 
-use crate::classify::CodeClass;
+use crate::classify::{Audience, CodeClass};
 use crate::engine::Engine;
 use crate::events::EventBus;
 use crate::identity::{Given, Identified, Identity};
@@ -73,6 +73,7 @@ impl Service {
                 scanner,
                 timeout,
             } => {
+                let timeout = timeout.unwrap_or_else(|| self.scan_wait_default());
                 let span = tracing::info_span!("scan_wait", business_type = %business_type);
                 let who = self
                     .scan_wait(&business_type, scanner.as_deref(), timeout, caller)
@@ -83,9 +84,16 @@ impl Service {
             Call::IdentityLookup {
                 business_type,
                 credential,
-            } => Answer::Identity(Box::new(
-                self.identity.lookup(&business_type, credential).await?,
-            )),
+            } => {
+                if self.refuses_typed_id_number(&credential) {
+                    info!("A kiosk refused a lookup by a typed ID number.");
+                    return Err(ServiceError::KioskTypedIdNumber);
+                }
+                Answer::Identity(Box::new(
+                    self.identity.lookup(&business_type, credential).await?,
+                ))
+            }
+            Call::Discover => Answer::Discovered,
             Call::DemoScan { person, kind, text } => match &self.demo {
                 Some(d) => {
                     Answer::DemoScanned(d.scan(person.as_deref(), &kind, text.as_deref())?)
@@ -124,6 +132,30 @@ impl Service {
             }
             Call::ReportUsage { from, to } => Answer::Usage(self.engine.usage(from, to).await?),
         })
+    }
+
+    /// `scan.wait`'s default: a kiosk's own, or a counter's 30 s.
+    fn scan_wait_default(&self) -> std::time::Duration {
+        self.cfg
+            .kiosk
+            .as_ref()
+            .map_or(SCAN_WAIT_DEFAULT, |k| k.scan_wait_default)
+    }
+
+    /// Whether kiosk mode refuses this credential: an ID number typed in
+    /// (not read from the card's chip) at an unattended machine, unless
+    /// `[kiosk] typed_id_numbers` allows it.
+    fn refuses_typed_id_number(&self, credential: &Given) -> bool {
+        let Some(k) = &self.cfg.kiosk else {
+            return false;
+        };
+        matches!(
+            credential,
+            Given::IdCard {
+                read_from_card: false,
+                ..
+            }
+        ) && !k.typed_id_numbers
     }
 
     async fn system_info(&self) -> SystemInfo {
@@ -205,7 +237,12 @@ impl Service {
                         class = k.as_str(),
                         "A payment code was scanned during a wait."
                     );
-                    return Err(WaitError::PaymentCode(k).into());
+                    let audience = if self.cfg.kiosk.is_some() {
+                        Audience::Patient
+                    } else {
+                        Audience::Cashier
+                    };
+                    return Err(WaitError::PaymentCode(k, audience).into());
                 }
                 _ => {
                     info!("A scan that is not a 医保码 candidate was ignored during a wait.");
