@@ -82,10 +82,10 @@ check "ybpos info answers over the socket" bash -c 'ybpos info | grep -q online'
 check "watchdog armed: WatchdogUSec=$(systemctl show -p WatchdogUSec --value ybposd)" [ "$(systemctl show -p WatchdogUSec --value ybposd)" = "30s" ]
 
 # 4. Reload: a wait and a connection stay; the change applies.
-ybpos wait 02121 > /tmp/wait.out 2>&1 &
+ybpos --json wait 02121 > /tmp/wait.out 2>&1 &
 waiter=$!
-until_ok 10 bash -c 'ybpos scanners | grep -q "\"armed\": true"'
-check "a scan.wait is armed on counter" bash -c 'ybpos scanners | grep -q "\"armed\": true"'
+until_ok 10 bash -c 'ybpos --json scanners | grep -q "\"armed\": true"'
+check "a scan.wait is armed on counter" bash -c 'ybpos --json scanners | grep -q "\"armed\": true"'
 cp "$CFG" /tmp/good.toml
 sed -i 's/^http_listen .*/&\nallowed_origins = ["http:\/\/his.lab"]/' "$CFG"
 printf '\n[log]\nfilter = "debug"\n' >> "$CFG"
@@ -95,7 +95,7 @@ check "reload applied: $(logs | grep 'Reloaded: applied' | tail -1 | cut -c1-160
     bash -c 'journalctl -u ybposd -o cat | grep "Reloaded: applied" | grep -q "api.allowed_origins" '
 check "the new log filter is on (debug lines appear)" until_ok 10 bash -c 'ybpos scanners >/dev/null; journalctl -u ybposd -o cat | grep -q "DEBUG"'
 check "the wait survived the reload (still armed, client still waiting)" \
-    bash -c "kill -0 $waiter && ybpos scanners | grep -q '\"armed\": true'"
+    bash -c "kill -0 $waiter && ybpos --json scanners | grep -q '\"armed\": true'"
 echo "LAB-SCAN-NOW"
 until_ok 30 bash -c "! kill -0 $waiter 2>/dev/null"
 check "the wait armed before the reload got the scan: $(tr -d '\n' < /tmp/wait.out | cut -c1-120)" grep -q 'not_medical_code' /tmp/wait.out
