@@ -62,6 +62,11 @@ impl Daemon {
         let tracker = TaskTracker::new();
         let events = EventBus::default();
 
+        // The journal opens (files, migrations: synced writes) on a
+        // blocking thread while the gateway client is built (TLS roots read
+        // and parsed): the disk's wait and the CPU's work overlap.
+        let path = cfg.journal.path.clone();
+        let opening = tokio::task::spawn_blocking(move || Journal::open(&path));
         let signer = signer_from_config(&cfg).context("reading the gateway secret")?;
         let settings = GatewaySettings::from_config(&cfg).context("reading gateway.ca_file")?;
         let gateway = Arc::new(Gateway::new(settings, signer)?);
@@ -81,7 +86,9 @@ impl Daemon {
         let identity = Identity::new(Arc::clone(&gateway), Arc::clone(&sessions), cfg.session.ttl);
 
         // The journal, and recovery of every unfinished record, before ready.
-        let journal = Journal::open(&cfg.journal.path)
+        let journal = opening
+            .await
+            .context("opening the journal")?
             .with_context(|| format!("opening the journal {}", cfg.journal.path.display()))?;
         let engine = Engine::new(
             EngineSettings::from_config(&cfg),

@@ -39,8 +39,10 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// Builds the client.
-    pub fn new(settings: &HttpSettings, signer: Signer) -> Result<Self, HttpSetupError> {
+    /// Builds the client; with `tls` false (only `http://` URLs) it loads no
+    /// TLS roots (reading and parsing the system's took milliseconds and
+    /// memory at every start).
+    pub fn new(settings: &HttpSettings, signer: Signer, tls: bool) -> Result<Self, HttpSetupError> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
@@ -59,6 +61,9 @@ impl HttpTransport {
             for c in certs {
                 b = b.add_root_certificate(c);
             }
+        }
+        if !tls {
+            b = b.tls_built_in_root_certs(false);
         }
         let client = b.build().map_err(|e| HttpSetupError(e.to_string()))?;
         Ok(HttpTransport {
