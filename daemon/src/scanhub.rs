@@ -217,6 +217,16 @@ impl ScanHub {
             warn!(scanner = %c.scan.scanner, "A waiter is not taking scans; scan not delivered.");
         }
         drop(g);
+        // Subscribers first: the log line (a write to stderr) and the
+        // metrics need not delay the event.
+        self.events.publish(Event::Scan(ScanEvent {
+            scan_id: scan_id.clone(),
+            scanner: c.scan.scanner.clone(),
+            at: c.scan.at,
+            class,
+            symbology: c.scan.symbology,
+            text: c.scan.text.clone(),
+        }));
         crate::metrics::global()
             .scans
             .inc(&[&c.scan.scanner, class.as_str()]);
@@ -228,14 +238,6 @@ impl ScanHub {
             code = %Masked(&c.scan.text),
             "Scan."
         );
-        self.events.publish(Event::Scan(ScanEvent {
-            scan_id,
-            scanner: c.scan.scanner,
-            at: c.scan.at,
-            class,
-            symbology: c.scan.symbology,
-            text: c.scan.text,
-        }));
     }
 
     /// `scanner.list`: every configured scanner, in config order.
