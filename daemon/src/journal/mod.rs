@@ -309,20 +309,17 @@ impl CountReader {
 }
 
 fn count_query(c: &Connection, stale: &str) -> Result<Counts, rusqlite::Error> {
-    c.query_row(
-        &format!(
-            "SELECT coalesce(sum({OPEN}),0), coalesce(sum(state = 'reversal_failed'),0), \
-             coalesce(sum({OPEN} AND created_at < ?1),0) FROM txn"
-        ),
-        [stale],
-        |r| {
-            Ok(Counts {
-                unresolved: r.get::<_, i64>(0)? as u64,
-                reversal_failed: r.get::<_, i64>(1)? as u64,
-                stale: r.get::<_, i64>(2)? as u64,
-            })
-        },
-    )
+    c.prepare_cached(&format!(
+        "SELECT coalesce(sum({OPEN}),0), coalesce(sum(state = 'reversal_failed'),0), \
+         coalesce(sum({OPEN} AND created_at < ?1),0) FROM txn"
+    ))?
+    .query_row([stale], |r| {
+        Ok(Counts {
+            unresolved: r.get::<_, i64>(0)? as u64,
+            reversal_failed: r.get::<_, i64>(1)? as u64,
+            stale: r.get::<_, i64>(2)? as u64,
+        })
+    })
 }
 
 /// What a job leaves to do once its batch is committed: hand over its
@@ -352,7 +349,11 @@ fn serve(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
 /// Group commit: `first` and the jobs queued behind it (up to
 /// [`MAX_BATCH`]) in one transaction, one synced commit, then every result.
 fn batch(conn: &mut Connection, first: Job, rx: &std::sync::mpsc::Receiver<Job>) {
-    if conn.execute_batch("BEGIN").is_err() {
+    if conn
+        .prepare_cached("BEGIN")
+        .and_then(|mut s| s.execute([]))
+        .is_err()
+    {
         // No batch: the job's own savepoint is its transaction, and
         // releasing it committed (synced) what it wrote.
         first(conn)(Ok(()));
@@ -370,7 +371,10 @@ fn batch(conn: &mut Connection, first: Job, rx: &std::sync::mpsc::Receiver<Job>)
             "the journal transaction was rolled back".into(),
         ))
     } else {
-        conn.execute_batch("COMMIT").map_err(JournalError::from)
+        conn.prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map(|_| ())
+            .map_err(JournalError::from)
     };
     if committed.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
@@ -478,11 +482,8 @@ impl Journal {
         self.run(move |c| {
             let tx = c.savepoint()?;
             let existing = tx
-                .query_row(
-                    &format!("SELECT {COLUMNS} FROM txn WHERE client_ref = ?1"),
-                    [&rec.client_ref],
-                    |r| Ok(from_row(r)),
-                )
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM txn WHERE client_ref = ?1"))?
+                .query_row([&rec.client_ref], |r| Ok(from_row(r)))
                 .optional()?;
             if let Some(e) = existing {
                 return Ok(Inserted::Existing(Box::new(e?)));
@@ -557,13 +558,10 @@ impl Journal {
 
     async fn one(&self, cond: &'static str, key: String) -> Result<Option<Record>, JournalError> {
         self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM txn WHERE {cond}"),
-                [key],
-                |r| Ok(from_row(r)),
-            )
-            .optional()?
-            .transpose()
+            c.prepare_cached(&format!("SELECT {COLUMNS} FROM txn WHERE {cond}"))?
+                .query_row([key], |r| Ok(from_row(r)))
+                .optional()?
+                .transpose()
         })
         .await
     }
