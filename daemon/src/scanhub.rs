@@ -184,7 +184,10 @@ impl ScanHub {
 
     fn on_scan(&self, scan: Scan) {
         // One span per scan: everything logged about it carries the scanner.
-        let _span = tracing::info_span!("scan", scanner = %scan.scanner).entered();
+        // Debug, as the scan's own line below: at info they cost the `scan`
+        // event ~50 µs at p50 (BENCHMARKS.md, figure 1); the scans are
+        // counted in the metrics either way.
+        let _span = tracing::debug_span!("scan", scanner = %scan.scanner).entered();
         let now = Instant::now();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         scan.text.hash(&mut h);
@@ -230,7 +233,7 @@ impl ScanHub {
         crate::metrics::global()
             .scans
             .inc(&[&c.scan.scanner, class.as_str()]);
-        info!(
+        debug!(
             scanner = %c.scan.scanner,
             scan_id = %scan_id,
             class = class.as_str(),
