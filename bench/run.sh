@@ -5,7 +5,7 @@
 # writes BENCHMARKS.md at the repository root (the hand-written "Analysis"
 # part is kept).
 #
-#   bench/run.sh            full run (about 15 minutes on 2 cores)
+#   bench/run.sh            full run (about 6 minutes of figures on 2 cores)
 #   bench/run.sh --short    CI: every figure, briefly, to prove the suite works
 #   bench/run.sh --only 4   some figures (comma-separated, 1-6)
 #

@@ -19,12 +19,13 @@ use crate::kit::{Pct, Rpc, ms, ms_diff, ratio, verdict};
 use crate::scan::daemon_with_scanners;
 use crate::{Bench, Report};
 
-/// The gateway client a direct caller would use: same library, same
-/// terminal as the daemon's config.
+/// The gateway client a direct caller would use: the same library as the
+/// daemon, as another institution (its msgids must not collide with the
+/// daemon's, which the simulator refuses as duplicates).
 pub fn direct_gateway(url: &str) -> Result<Gateway> {
     let settings = GatewaySettings {
         terminal: Terminal {
-            fixmedins_code: "P42130200001".into(),
+            fixmedins_code: DIRECT_CODE.into(),
             fixmedins_name: "bench".into(),
             mdtrtarea_admvs: "421381".into(),
             opter: "b1".into(),
@@ -50,11 +51,14 @@ pub fn direct_gateway(url: &str) -> Result<Gateway> {
     Ok(Gateway::new(settings, Signer::None)?)
 }
 
+/// The direct client's institution code.
+const DIRECT_CODE: &str = "P42130200009";
+
 /// The two calls behind a `scan.wait`: decode, then 1101 with the token.
 async fn direct_identity(gw: &Gateway, code: &str) -> Result<()> {
     let ctx = DecodeContext {
         business_type: "02121".into(),
-        org_id: "P42130200001".into(),
+        org_id: DIRECT_CODE.into(),
         operator_id: "b1".into(),
         operator_name: "b1".into(),
         ..DecodeContext::default()

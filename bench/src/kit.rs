@@ -193,11 +193,20 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(dir.join("daemon.log"))?;
+        // YBPOS_BENCH_WRAP="valgrind --tool=callgrind …" runs the daemon
+        // under a profiler (instruction counts where wall time is noise).
+        let wrap: Vec<String> = std::env::var("YBPOS_BENCH_WRAP")
+            .map(|w| w.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
         let mut cmd = if watchdog {
             let mut c = Command::new("sh");
             c.arg("-c")
                 .arg("export WATCHDOG_PID=$$; exec \"$0\" \"$@\"")
                 .arg(bin);
+            c
+        } else if let Some((prog, args)) = wrap.split_first() {
+            let mut c = Command::new(prog);
+            c.args(args).arg(bin);
             c
         } else {
             Command::new(bin)
@@ -252,11 +261,11 @@ impl Daemon {
         bail!("the daemon was not ready within {within:?}")
     }
 
-    /// SIGTERM, then waits (SIGKILL after 10 s).
+    /// SIGTERM, then waits (SIGKILL after 60 s: a profiler writes its data).
     pub fn stop(mut self) -> Result<()> {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if self.child.try_wait()?.is_some() {
                 return Ok(());
@@ -450,12 +459,14 @@ pub fn rss_by_mapping(pid: u32) -> Result<Vec<(String, u64)>> {
     Ok(v)
 }
 
-/// Context switches of every thread of `pid` (voluntary + involuntary):
-/// each is one wake-up or preemption.
-pub fn ctx_switches(pid: u32) -> Result<u64> {
-    let mut n = 0;
+/// Context switches (voluntary + involuntary) of each thread of `pid`, by
+/// thread id: each is one wake-up or preemption.
+pub fn ctx_switches(pid: u32) -> Result<std::collections::BTreeMap<String, u64>> {
+    let mut by = std::collections::BTreeMap::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let s = std::fs::read_to_string(t?.path().join("status")).unwrap_or_default();
+        let t = t?;
+        let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let mut n = 0;
         for l in s.lines() {
             if l.starts_with("voluntary_ctxt_switches:")
                 || l.starts_with("nonvoluntary_ctxt_switches:")
@@ -467,8 +478,22 @@ pub fn ctx_switches(pid: u32) -> Result<u64> {
                     .unwrap_or(0);
             }
         }
+        by.insert(t.file_name().to_string_lossy().into_owned(), n);
     }
-    Ok(n)
+    Ok(by)
+}
+
+/// Context switches between two readings of [`ctx_switches`]: threads
+/// that ended in between count what they did before they ended as
+/// nothing, threads that started count all of theirs.
+pub fn ctx_delta(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> u64 {
+    after
+        .iter()
+        .map(|(t, n)| n.saturating_sub(before.get(t).copied().unwrap_or(0)))
+        .sum()
 }
 
 /// Threads of `pid`, by name.

@@ -204,8 +204,8 @@ fn main() -> Result<()> {
          and gives the ratio and the goal (issue 13). What bounds the figures that miss a goal, and what was \
          changed to reach the others, is in \"Analysis\" below the figures.\n\n\
          ## Machine\n\n{}\n\
-         ## Reproduce\n\n```sh\nbench/run.sh            # full run, about 15 minutes; writes BENCHMARKS.md\n\
-         bench/run.sh --short    # what CI runs: about a minute, proves the suite works\n\
+         ## Reproduce\n\n```sh\nbench/run.sh            # full run: about 6 minutes of figures; writes BENCHMARKS.md\n\
+         bench/run.sh --short    # what CI runs: about 1.5 minutes of figures, proves the suite works\n\
          bench/run.sh --only 4   # one figure (1–6)\n```\n\n",
         if short { " --short" } else { "" },
         if short { "short" } else { "full" },

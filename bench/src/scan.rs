@@ -141,6 +141,17 @@ pub fn daemon_with_scanners(
     gateway_url: &str,
     n: usize,
 ) -> Result<(Daemon, Vec<Pty>)> {
+    daemon_with_env(b, dir, gateway_url, n, &[])
+}
+
+/// As [`daemon_with_scanners`], with extra environment for the daemon.
+pub fn daemon_with_env(
+    b: &Bench,
+    dir: &Path,
+    gateway_url: &str,
+    n: usize,
+    env: &[(&str, String)],
+) -> Result<(Daemon, Vec<Pty>)> {
     let ptys: Vec<Pty> = (0..n).map(|_| Pty::open()).collect::<Result<_>>()?;
     let mut cfg = DaemonConfig::new(gateway_url);
     cfg.scanners = ptys
@@ -149,7 +160,7 @@ pub fn daemon_with_scanners(
         .map(|(i, p)| (format!("s{i}"), p.path.clone()))
         .collect();
     cfg.write(dir)?;
-    let mut d = Daemon::spawn(&b.ybposd, dir, &[])?;
+    let mut d = Daemon::spawn(&b.ybposd, dir, env)?;
     d.wait_ready(Duration::from_secs(30))?;
     Ok((d, ptys))
 }
@@ -171,6 +182,23 @@ pub fn scan_latency(b: &Bench, r: &mut Report, gateway_url: &str) -> Result<()> 
         Box::new(ViaDaemon {
             pty: ptys.remove(0),
             sub: subscribe(&daemon.socket, &["scan"])?,
+            line: String::new(),
+        }),
+    ));
+    // The same daemon logging only warnings: what the `info` log costs.
+    let quiet_dir = tempfile::tempdir_in(&b.tmp)?;
+    let (quiet, mut quiet_ptys) = daemon_with_env(
+        b,
+        quiet_dir.path(),
+        gateway_url,
+        1,
+        &[("RUST_LOG", "warn".into())],
+    )?;
+    paths.push((
+        "ybposd with `RUST_LOG=warn` (diagnostic: what `info` logging costs)",
+        Box::new(ViaDaemon {
+            pty: quiet_ptys.remove(0),
+            sub: subscribe(&quiet.socket, &["scan"])?,
             line: String::new(),
         }),
     ));
@@ -210,7 +238,7 @@ pub fn scan_latency(b: &Bench, r: &mut Report, gateway_url: &str) -> Result<()> 
     }
     let pct: Vec<Pct> = samples.iter_mut().map(|s| Pct::of(s)).collect();
     let mut t = format!(
-        "{n} scans of a 28-character code + CR, one at a time (2 ms apart), the three paths interleaved round by round.\n\n\
+        "{n} scans of a 28-character code + CR, one at a time (2 ms apart), the paths interleaved round by round.\n\n\
          | path | p50 ms | p99 ms | max ms |\n|---|---|---|---|\n"
     );
     for ((name, _), p) in paths.iter().zip(&pct) {
@@ -222,7 +250,7 @@ pub fn scan_latency(b: &Bench, r: &mut Report, gateway_url: &str) -> Result<()> 
         ));
     }
     t.push_str("\n| against | ratio p50 | ratio p99 | added p50 ms | goal | |\n|---|---|---|---|---|---|\n");
-    for (k, (name, _)) in paths.iter().enumerate().skip(1) {
+    for (k, (name, _)) in paths.iter().enumerate().skip(2) {
         let (d, base) = (pct[0], pct[k]);
         let ok = d.p99.as_secs_f64() <= 1.3 * base.p99.as_secs_f64()
             && d.p50.saturating_sub(base.p50) <= Duration::from_micros(100);
@@ -239,8 +267,18 @@ pub fn scan_latency(b: &Bench, r: &mut Report, gateway_url: &str) -> Result<()> 
             "\nsocat is not installed here: its baseline is missing (`apt-get install socat`).\n",
         );
     }
+    let (q, relay) = (pct[1], pct[2]);
+    t.push_str(&format!(
+        "\nDiagnostic, same run: with `RUST_LOG=warn` the daemon's ratio to the Rust relay is {} at p50 and {} at \
+         p99 ({} ms added at p50); the difference between the two ybposd rows is what `info`-level tracing costs \
+         on this path.\n",
+        ratio(q.p50.as_secs_f64(), relay.p50.as_secs_f64()),
+        ratio(q.p99.as_secs_f64(), relay.p99.as_secs_f64()),
+        ms_diff(q.p50, relay.p50),
+    ));
     r.figure("1. Scan → `scan` event vs a bare relay", &t);
     drop(paths);
+    quiet.stop()?;
     daemon.stop()
 }
 
