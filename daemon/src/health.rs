@@ -2,8 +2,9 @@
 //! the `STATUS=` line of `systemctl status`, and `GET /healthz`.
 //!
 //! The core is three loops, each asked to answer within a deadline:
-//! - the journal thread (a count query on it: the thread runs and SQLite
-//!   answers);
+//! - the journal's threads (a no-op on the writing thread, which group
+//!   commit keeps busy, and a count query on the reading one: both run and
+//!   SQLite answers);
 //! - the scan hub (its event loop answers a probe between scanner events,
 //!   and takes the hub's lock);
 //! - the API loop (the Unix socket's accept loop answers a probe).
@@ -183,19 +184,20 @@ impl Health {
     pub async fn check(&self, deadline: Duration) -> Result<Core, Stuck> {
         let stale = Local::now()
             - chrono::Duration::from_std(crate::engine::STALE_AFTER).unwrap_or_default();
-        let (journal, hub, api) = tokio::join!(
+        let (journal, writer, hub, api) = tokio::join!(
             tokio::time::timeout(deadline, self.journal.counts(stale)),
+            tokio::time::timeout(deadline, self.journal.probe_writer()),
             self.hub_loop.ask(deadline),
             self.api_loop.ask(deadline),
         );
         let mut stuck = Vec::new();
-        let counts = match journal {
-            Ok(Ok(c)) => Some(c),
-            Ok(Err(e)) => {
+        let counts = match (journal, writer) {
+            (Ok(Ok(c)), Ok(Ok(()))) => Some(c),
+            (Ok(Err(e)), _) | (_, Ok(Err(e))) => {
                 warn!(error = %e, "The journal did not answer the health check.");
                 None
             }
-            Err(_) => None,
+            _ => None,
         };
         if counts.is_none() {
             stuck.push(Part::Journal);

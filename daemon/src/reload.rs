@@ -52,6 +52,7 @@ pub fn check(path: &Path) -> Result<Config, Vec<String>> {
             if let Err(e) = settlement_client::http::HttpTransport::new(
                 &s.http,
                 settlement_client::auth::Signer::None,
+                s.endpoints.uses_tls(),
             ) {
                 problems.push(format!("{}: gateway.ca_file: {e}", path.display()));
             }

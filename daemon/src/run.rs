@@ -70,6 +70,19 @@ impl Daemon {
         let tracker = TaskTracker::new();
         let events = EventBus::default();
 
+        // The journal opens (files, migrations: synced writes) on a
+        // blocking thread while the gateway client is built (TLS roots read
+        // and parsed): the disk's wait and the CPU's work overlap.
+        // A thread of its own that ends once the journal is open (a
+        // blocking-pool thread would linger and wake once more, idle).
+        let path = cfg.journal.path.clone();
+        let (opened, opening) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("journal-open".into())
+            .spawn(move || {
+                let _ = opened.send(Journal::open(&path));
+            })
+            .context("starting the journal")?;
         let signer = signer_from_config(&cfg).context("reading the gateway secret")?;
         let settings = GatewaySettings::from_config(&cfg).context("reading gateway.ca_file")?;
         let gateway = Arc::new(Gateway::new(settings, signer)?);
@@ -105,7 +118,9 @@ impl Daemon {
         let identity = Identity::new(Arc::clone(&gateway), Arc::clone(&sessions), cfg.session.ttl);
 
         // The journal, and recovery of every unfinished record, before ready.
-        let journal = Journal::open(&cfg.journal.path)
+        let journal = opening
+            .await
+            .context("opening the journal: its thread died")?
             .with_context(|| format!("opening the journal {}", cfg.journal.path.display()))?;
         let engine = Engine::new(
             EngineSettings::from_config(&cfg),

@@ -180,7 +180,8 @@ pub struct Gateway {
 impl Gateway {
     /// A client; nothing is sent until the first call.
     pub fn new(settings: GatewaySettings, signer: Signer) -> Result<Self, HttpSetupError> {
-        let http = HttpTransport::new(&settings.http, signer)?;
+        let tls = settings.endpoints.uses_tls();
+        let http = HttpTransport::new(&settings.http, signer, tls)?;
         let msgids = Mutex::new(MsgIdAllocator::with_node(
             &settings.terminal.fixmedins_code,
             settings.terminal.msgid_node,

@@ -36,11 +36,15 @@ pub struct HttpTransport {
     client: reqwest::Client,
     signer: Signer,
     max_response_bytes: usize,
+    /// Whether TLS roots were loaded (some gateway URL is `https://`).
+    tls: bool,
 }
 
 impl HttpTransport {
-    /// Builds the client.
-    pub fn new(settings: &HttpSettings, signer: Signer) -> Result<Self, HttpSetupError> {
+    /// Builds the client; with `tls` false (only `http://` URLs) it loads no
+    /// TLS roots (reading and parsing the system's took milliseconds and
+    /// memory at every start).
+    pub fn new(settings: &HttpSettings, signer: Signer, tls: bool) -> Result<Self, HttpSetupError> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
@@ -60,18 +64,22 @@ impl HttpTransport {
                 b = b.add_root_certificate(c);
             }
         }
+        if !tls {
+            b = b.tls_built_in_root_certs(false);
+        }
         let client = b.build().map_err(|e| HttpSetupError(e.to_string()))?;
         Ok(HttpTransport {
             client,
             signer,
             max_response_bytes: settings.max_response_bytes,
+            tls,
         })
     }
 
     /// The same signer with other settings (timeouts, limits, CAs), e.g.
     /// after a config reload.
     pub fn with_settings(&self, settings: &HttpSettings) -> Result<Self, HttpSetupError> {
-        HttpTransport::new(settings, self.signer.clone())
+        HttpTransport::new(settings, self.signer.clone(), self.tls)
     }
 
     /// Posts `body` to `url` and returns the parsed JSON body, classified.

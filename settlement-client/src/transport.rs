@@ -29,6 +29,13 @@ impl Endpoints {
         }
     }
 
+    /// Whether any URL is `https://` (only then are TLS roots loaded).
+    pub fn uses_tls(&self) -> bool {
+        std::iter::once(&self.base)
+            .chain(self.overrides.values())
+            .any(|u| u.starts_with("https://"))
+    }
+
     /// The URL to post `infno` to.
     pub fn url(&self, infno: &str) -> Result<String, NoPath> {
         if let Some(p) = self.overrides.get(infno) {

@@ -14,7 +14,10 @@ use crate::metrics;
 use crate::service::{Caller, Outbox, Service};
 
 /// Messages queued to one client before event forwarding waits (and lags).
-pub const OUTBOX: usize = 256;
+/// Small: the event bus keeps [`crate::events::EVENT_BUFFER`] events for
+/// every subscriber already, so a deeper queue per connection would only
+/// hold more rendered copies (64 subscribers × 256 scan events were 19 MB).
+pub const OUTBOX: usize = 16;
 
 /// The outbox of a long-lived connection whose messages go to `tx`:
 /// notifications are rendered as JSON-RPC.

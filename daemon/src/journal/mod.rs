@@ -5,6 +5,20 @@
 //! daemon knows every request that may have reached the gateway. One thread
 //! owns the connection; async callers send it closures.
 //!
+//! Group commit: the thread runs every job already queued behind the one it
+//! takes in one SQLite transaction, each job in its own savepoint and in
+//! order (so each job sees every job before it, the sale rule included),
+//! commits once — one synced write for the batch — and only then hands each
+//! job its result. Nobody learns of a write before it is synced, and a
+//! failed commit fails every job of the batch. Nothing waits to fill a
+//! batch: a lone job commits at once; jobs that queued while a commit was
+//! syncing share the next one.
+//!
+//! Lookups and reports (`by_client_ref`, `by_txn_id`, `list`, `counts`,
+//! `usage`) run on a second thread with a read-only connection, so they
+//! never wait behind a commit; they see what is committed (synced), as they
+//! did on the writer, whose results are only handed over once committed.
+//!
 //! - [`schema`]: versioned migrations.
 //! - [`record`]: one transaction as stored ([`Record`], [`Problem`]).
 
@@ -295,28 +309,89 @@ impl CountReader {
 }
 
 fn count_query(c: &Connection, stale: &str) -> Result<Counts, rusqlite::Error> {
-    c.query_row(
-        &format!(
-            "SELECT coalesce(sum({OPEN}),0), coalesce(sum(state = 'reversal_failed'),0), \
-             coalesce(sum({OPEN} AND created_at < ?1),0) FROM txn"
-        ),
-        [stale],
-        |r| {
-            Ok(Counts {
-                unresolved: r.get::<_, i64>(0)? as u64,
-                reversal_failed: r.get::<_, i64>(1)? as u64,
-                stale: r.get::<_, i64>(2)? as u64,
-            })
-        },
-    )
+    c.prepare_cached(&format!(
+        "SELECT coalesce(sum({OPEN}),0), coalesce(sum(state = 'reversal_failed'),0), \
+         coalesce(sum({OPEN} AND created_at < ?1),0) FROM txn"
+    ))?
+    .query_row([stale], |r| {
+        Ok(Counts {
+            unresolved: r.get::<_, i64>(0)? as u64,
+            reversal_failed: r.get::<_, i64>(1)? as u64,
+            stale: r.get::<_, i64>(2)? as u64,
+        })
+    })
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// What a job leaves to do once its batch is committed: hand over its
+/// result, or the commit's error.
+type Deliver = Box<dyn FnOnce(Result<(), JournalError>) + Send>;
 
-/// Handle to the journal thread.
+/// Work for the journal thread: runs inside the batch's transaction (in a
+/// savepoint of its own where it writes) and returns its delivery.
+type Job = Box<dyn FnOnce(&mut Connection) -> Deliver + Send>;
+
+/// Jobs committed together at most (group commit).
+const MAX_BATCH: usize = 64;
+
+/// Prepared statements kept per connection (each distinct SQL text once).
+const STATEMENTS: usize = 32;
+
+/// The reader's page cache, in KiB (negative: SQLite's "KiB" form).
+const READER_CACHE_KIB: i64 = -512;
+
+/// The journal thread's loop: batch by batch until every handle is gone.
+fn serve(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        batch(&mut conn, first, &rx);
+    }
+}
+
+/// Group commit: `first` and the jobs queued behind it (up to
+/// [`MAX_BATCH`]) in one transaction, one synced commit, then every result.
+fn batch(conn: &mut Connection, first: Job, rx: &std::sync::mpsc::Receiver<Job>) {
+    if conn
+        .prepare_cached("BEGIN")
+        .and_then(|mut s| s.execute([]))
+        .is_err()
+    {
+        // No batch: the job's own savepoint is its transaction, and
+        // releasing it committed (synced) what it wrote.
+        first(conn)(Ok(()));
+        return;
+    }
+    let mut done: Vec<Deliver> = vec![first(conn)];
+    while !conn.is_autocommit() && done.len() < MAX_BATCH {
+        let Ok(job) = rx.try_recv() else { break };
+        done.push(job(conn));
+    }
+    let committed = if conn.is_autocommit() {
+        // An error rolled the whole transaction back (SQLite does on a full
+        // disk or an I/O error): nothing of the batch was written.
+        Err(JournalError::Db(
+            "the journal transaction was rolled back".into(),
+        ))
+    } else {
+        conn.prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map(|_| ())
+            .map_err(JournalError::from)
+    };
+    if committed.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for d in done {
+        d(committed.clone());
+    }
+}
+
+/// A lookup for the reader thread.
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Handle to the journal thread (and its reader).
 #[derive(Debug, Clone)]
 pub struct Journal {
     tx: std::sync::mpsc::Sender<Job>,
+    reads: std::sync::mpsc::Sender<ReadJob>,
     path: PathBuf,
 }
 
@@ -332,19 +407,29 @@ impl Journal {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENTS);
         schema::migrate(&mut conn).map_err(JournalError::Db)?;
+        let reader = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
+        reader.set_prepared_statement_cache_capacity(STATEMENTS);
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("journal".into())
+            .spawn(move || serve(conn, rx))
+            .map_err(|e| JournalError::Db(e.to_string()))?;
+        let (reads, read_rx) = std::sync::mpsc::channel::<ReadJob>();
+        std::thread::Builder::new()
+            .name("journal-read".into())
             .spawn(move || {
-                let mut conn = conn;
-                while let Ok(job) = rx.recv() {
-                    job(&mut conn);
+                while let Ok(job) = read_rx.recv() {
+                    job(&reader);
                 }
             })
             .map_err(|e| JournalError::Db(e.to_string()))?;
         Ok(Journal {
             tx,
+            reads,
             path: path.to_path_buf(),
         })
     }
@@ -365,13 +450,43 @@ impl Journal {
         }));
     }
 
-    /// Runs `f` on the journal thread.
+    /// Proof that the writing thread takes jobs (health): counts run on the
+    /// reader, so a wedged writer would go unseen without this.
+    pub async fn probe_writer(&self) -> Result<(), JournalError> {
+        self.run(|c| {
+            c.prepare_cached("SELECT 1")?
+                .query_row([], |_| Ok(()))
+                .map_err(JournalError::from)
+        })
+        .await
+    }
+
+    /// Runs `f` on the journal thread, in a batch's transaction; its result
+    /// comes once the batch is committed (synced). A job that writes does
+    /// so in a savepoint of its own (`c.savepoint()`), never `transaction()`.
     async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R, JournalError> + Send + 'static,
     ) -> Result<R, JournalError> {
         let (tx, rx) = oneshot::channel();
         self.tx
+            .send(Box::new(move |c| {
+                let r = f(c);
+                Box::new(move |committed: Result<(), JournalError>| {
+                    let _ = tx.send(committed.and(r));
+                }) as Deliver
+            }))
+            .map_err(|_| JournalError::Closed)?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Runs the lookup `f` on the reader thread (committed data only).
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, JournalError> + Send + 'static,
+    ) -> Result<R, JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.reads
             .send(Box::new(move |c| {
                 let _ = tx.send(f(c));
             }))
@@ -387,13 +502,10 @@ impl Journal {
         rule: SaleRule<B>,
     ) -> Result<Inserted<B>, JournalError> {
         self.run(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let existing = tx
-                .query_row(
-                    &format!("SELECT {COLUMNS} FROM txn WHERE client_ref = ?1"),
-                    [&rec.client_ref],
-                    |r| Ok(from_row(r)),
-                )
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM txn WHERE client_ref = ?1"))?
+                .query_row([&rec.client_ref], |r| Ok(from_row(r)))
                 .optional()?;
             if let Some(e) = existing {
                 return Ok(Inserted::Existing(Box::new(e?)));
@@ -406,14 +518,12 @@ impl Journal {
             let values = bind(&rec);
             let names: Vec<&str> = values.iter().map(|(k, _)| *k).collect();
             let cols: Vec<&str> = names.iter().map(|k| col(k)).collect();
-            tx.execute(
-                &format!(
-                    "INSERT INTO txn ({}) VALUES ({})",
-                    cols.join(", "),
-                    names.join(", ")
-                ),
-                named(&values).as_slice(),
-            )?;
+            tx.prepare_cached(&format!(
+                "INSERT INTO txn ({}) VALUES ({})",
+                cols.join(", "),
+                names.join(", ")
+            ))?
+            .execute(named(&values).as_slice())?;
             log(&tx, &rec, Some("created"))?;
             tx.commit()?;
             Ok(Inserted::New)
@@ -432,7 +542,7 @@ impl Journal {
         rule: SaleRule<B>,
     ) -> Result<Option<(Box<Record>, B)>, JournalError> {
         self.run(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             if let Some((other, why)) = sale_blocker(&tx, &rec, rule)? {
                 return Ok(Some((Box::new(other), why)));
             }
@@ -447,7 +557,7 @@ impl Journal {
     /// Saves every mutable field of `rec` (durably) and logs the change.
     pub async fn save(&self, rec: Record, detail: Option<String>) -> Result<(), JournalError> {
         self.run(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             update(&tx, &rec)?;
             log(&tx, &rec, detail.as_deref())?;
             tx.commit()?;
@@ -469,14 +579,11 @@ impl Journal {
     }
 
     async fn one(&self, cond: &'static str, key: String) -> Result<Option<Record>, JournalError> {
-        self.run(move |c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM txn WHERE {cond}"),
-                [key],
-                |r| Ok(from_row(r)),
-            )
-            .optional()?
-            .transpose()
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {COLUMNS} FROM txn WHERE {cond}"))?
+                .query_row([key], |r| Ok(from_row(r)))
+                .optional()?
+                .transpose()
         })
         .await
     }
@@ -494,7 +601,7 @@ impl Journal {
         let since = since.map(|t| ts(&t)).unwrap_or_default();
         let state = state.map(|s| s.as_str().to_string());
         let stale = needs_person.map(|t| ts(&t));
-        self.run(move |c| {
+        self.read(move |c| {
             let mut st = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM txn WHERE created_at >= ?1 AND (?2 IS NULL OR state = ?2) \
                  AND (?3 IS NULL OR state = 'reversal_failed' OR ({OPEN} AND created_at < ?3)) \
@@ -545,7 +652,7 @@ impl Journal {
         now: chrono::NaiveDateTime,
     ) -> Result<chrono::NaiveDateTime, JournalError> {
         self.run(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let last: Option<String> = tx
                 .query_row("SELECT value FROM meta WHERE key = 'msgid_start'", [], |r| r.get(0))
                 .optional()?;
@@ -569,7 +676,7 @@ impl Journal {
     /// Unresolved, reversal_failed and stale counts.
     pub async fn counts(&self, stale_before: DateTime<Local>) -> Result<Counts, JournalError> {
         let stale = ts(&stale_before);
-        self.run(move |c| Ok(count_query(c, &stale)?)).await
+        self.read(move |c| Ok(count_query(c, &stale)?)).await
     }
 
     /// Settlements in effect (succeeded and not cancelled by a succeeded
@@ -580,7 +687,7 @@ impl Journal {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<UsageRow>, JournalError> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut st = c.prepare(
                 "SELECT s.created_at, s.mdtrt_cert_type FROM txn s \
                  WHERE s.state = 'succeeded' AND s.infno IN ('2102','2207','2304','2207A') \
@@ -616,7 +723,7 @@ impl Journal {
 }
 
 /// Writes every mutable column of `rec`; the insert binds the same values.
-fn update(tx: &rusqlite::Transaction<'_>, rec: &Record) -> Result<(), JournalError> {
+fn update(tx: &Connection, rec: &Record) -> Result<(), JournalError> {
     let values: Vec<_> = bind(rec)
         .into_iter()
         .filter(|(k, _)| !IMMUTABLE.contains(&col(k)) || col(k) == "txn_id")
@@ -627,10 +734,12 @@ fn update(tx: &rusqlite::Transaction<'_>, rec: &Record) -> Result<(), JournalErr
         .filter(|c| *c != "txn_id")
         .map(|c| format!("{c} = :{c}"))
         .collect();
-    let n = tx.execute(
-        &format!("UPDATE txn SET {} WHERE txn_id = :txn_id", sets.join(", ")),
-        named(&values).as_slice(),
-    )?;
+    let n = tx
+        .prepare_cached(&format!(
+            "UPDATE txn SET {} WHERE txn_id = :txn_id",
+            sets.join(", ")
+        ))?
+        .execute(named(&values).as_slice())?;
     if n != 1 {
         return Err(JournalError::Db(format!("record {} vanished", rec.txn_id)));
     }
@@ -639,7 +748,7 @@ fn update(tx: &rusqlite::Transaction<'_>, rec: &Record) -> Result<(), JournalErr
 
 /// The first other attempt of `rec`'s sale that blocks it by `rule`.
 fn sale_blocker<B>(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     rec: &Record,
     rule: SaleRule<B>,
 ) -> Result<Option<(Record, B)>, JournalError> {
@@ -669,30 +778,26 @@ fn sale_blocker<B>(
     Ok(None)
 }
 
-fn log(
-    tx: &rusqlite::Transaction<'_>,
-    rec: &Record,
-    detail: Option<&str>,
-) -> Result<(), JournalError> {
-    tx.execute(
+fn log(tx: &Connection, rec: &Record, detail: Option<&str>) -> Result<(), JournalError> {
+    tx.prepare_cached(
         "INSERT INTO txn_log (txn_id, at, state, msgid, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            rec.txn_id,
-            ts(&rec.updated_at),
-            rec.state.as_str(),
-            rec.msgid,
-            detail
-        ],
-    )?;
-    tx.execute(
+    )?
+    .execute(params![
+        rec.txn_id,
+        ts(&rec.updated_at),
+        rec.state.as_str(),
+        rec.msgid,
+        detail
+    ])?;
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO msgid (msgid, txn_id, purpose, at) VALUES (?1, ?2, 'request', ?3)",
-        params![rec.msgid, rec.txn_id, ts(&rec.updated_at)],
-    )?;
+    )?
+    .execute(params![rec.msgid, rec.txn_id, ts(&rec.updated_at)])?;
     if let Some(r) = &rec.reversal {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR IGNORE INTO msgid (msgid, txn_id, purpose, at) VALUES (?1, ?2, ?3, ?4)",
-            params![r.msgid, rec.txn_id, r.infno, ts(&rec.updated_at)],
-        )?;
+        )?
+        .execute(params![r.msgid, rec.txn_id, r.infno, ts(&rec.updated_at)])?;
     }
     Ok(())
 }

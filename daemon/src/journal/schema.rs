@@ -86,14 +86,19 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
              refusing to touch it"
         ));
     }
+    if current as usize >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    // Every pending migration in one transaction: one synced commit (a new
+    // journal is created with one), and a crash leaves the old version whole.
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
         tx.execute_batch(sql)
             .map_err(|e| format!("migration {}: {e}", i + 1))?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)
-            .map_err(|e| e.to_string())?;
-        tx.commit().map_err(|e| e.to_string())?;
     }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)
+        .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -277,3 +277,62 @@ async fn unconfirmed_refusals_are_open_and_people_see_what_needs_them() {
     let back = j.by_client_ref("R").await.unwrap().unwrap();
     assert_eq!(back.closed.unwrap().operator, "王");
 }
+
+/// Group commit: many attempts of one sale queued at once land in shared
+/// batches, yet the sale rule runs after every write before it, so exactly
+/// one gets in; every other client_ref and sale is written, and every
+/// result is there (committed) when read back from the reader thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_inserts_keep_the_sale_rule_and_are_committed_when_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let j = j.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = rec(&format!("C{i}"), State::Sent);
+            // Even ones are attempts of one sale; odd ones each their own.
+            if i % 2 == 0 {
+                r.sale_key = Some("one-sale".into());
+            }
+            let got = j.insert(r, open_blocks).await.unwrap();
+            if matches!(got, Inserted::New) {
+                // Handed out only once committed: the reader sees it.
+                assert!(j.by_client_ref(&format!("C{i}")).await.unwrap().is_some());
+            }
+            (i, got)
+        }));
+    }
+    let mut one_sale = 0;
+    for t in tasks {
+        let (i, got) = t.await.unwrap();
+        match got {
+            Inserted::New if i % 2 == 0 => one_sale += 1,
+            Inserted::New => {}
+            Inserted::Blocked(..) => assert_eq!(i % 2, 0, "C{i} blocked"),
+            Inserted::Existing(_) => panic!("C{i} existed"),
+        }
+    }
+    assert_eq!(one_sale, 1, "two attempts of one sale got in");
+    assert_eq!(j.counts(Local::now()).await.unwrap().unresolved, 101);
+}
+
+/// A job's failure rolls back only its own savepoint: the batch's other
+/// writes commit.
+#[tokio::test]
+async fn a_failed_write_in_a_batch_does_not_undo_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(&dir.path().join("j.db")).unwrap();
+    let mut ghost = rec("ghost", State::Sent);
+    ghost.txn_id = "t-never-inserted".into();
+    let (a, b, c) = tokio::join!(
+        j.insert(rec("A", State::Sent), open_blocks),
+        j.save(ghost, None),
+        j.insert(rec("B", State::Sent), open_blocks),
+    );
+    assert!(matches!(a.unwrap(), Inserted::New));
+    assert!(matches!(b, Err(JournalError::Db(_))), "{b:?}");
+    assert!(matches!(c.unwrap(), Inserted::New));
+    assert!(j.by_client_ref("A").await.unwrap().is_some());
+    assert!(j.by_client_ref("B").await.unwrap().is_some());
+}
