@@ -311,8 +311,8 @@ pub async fn supervise(health: Arc<Health>, events: EventBus, cancel: Cancellati
     }
 }
 
-/// While a journal recovery runs: every [`RECOVERY_TICK`], if the journal
-/// thread answers, tells systemd to wait longer (`EXTEND_TIMEOUT_USEC`),
+/// While a journal recovery runs: every [`RECOVERY_TICK`], if the journal's
+/// writing thread answers, tells systemd to wait longer (`EXTEND_TIMEOUT_USEC`),
 /// feeds the watchdog and says what is happening. Stop it by dropping the
 /// returned guard.
 pub fn recovery_keepalive(
@@ -326,8 +326,9 @@ pub fn recovery_keepalive(
     Some(tokio::spawn(async move {
         let extend = (RECOVERY_TICK * 3).as_micros() as u32;
         loop {
-            let stale = Local::now();
-            if let Ok(Ok(_)) = tokio::time::timeout(CORE_DEADLINE, journal.counts(stale)).await {
+            // The writing thread (the one recovery keeps busy): a wedged
+            // one must not be kept alive by extensions.
+            if let Ok(Ok(())) = tokio::time::timeout(CORE_DEADLINE, journal.probe_writer()).await {
                 let text = format!(
                     "recovering the journal: {unresolved} unfinished transaction{} ({} s)",
                     if unresolved == 1 { "" } else { "s" },
