@@ -10,10 +10,8 @@ use settlement_client::Outcome;
 use settlement_client::auth::Signer;
 use settlement_client::decode::DecodeContext;
 use settlement_client::gateway::{Gateway, GatewaySettings};
-use settlement_client::http::HttpSettings;
-use settlement_client::transport::Endpoints;
 use settlement_sim::{SimSettings, Simulator};
-use ybpos_config::{Profile, Terminal};
+use ybpos_config::Terminal;
 
 use crate::kit::{Pct, Rpc, ms, ms_diff, ratio, verdict};
 use crate::scan::daemon_with_scanners;
@@ -23,8 +21,9 @@ use crate::{Bench, Report};
 /// daemon, as another institution (its msgids must not collide with the
 /// daemon's, which the simulator refuses as duplicates).
 pub fn direct_gateway(url: &str) -> Result<Gateway> {
-    let settings = GatewaySettings {
-        terminal: Terminal {
+    let settings = GatewaySettings::plain(
+        url,
+        Terminal {
             fixmedins_code: DIRECT_CODE.into(),
             fixmedins_name: "bench".into(),
             mdtrtarea_admvs: "421381".into(),
@@ -34,20 +33,7 @@ pub fn direct_gateway(url: &str) -> Result<Gateway> {
             msgid_node: None,
             terminals: 1,
         },
-        endpoints: Endpoints::new(url, Profile::FsiPaths, Default::default()),
-        http: HttpSettings {
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
-            max_response_bytes: 4 << 20,
-            ca_pem: None,
-        },
-        recer_sys_code: "FSI_LOCAL".into(),
-        infver: "V1.0".into(),
-        dev_no: None,
-        decode_bare: false,
-        mac: "m".into(),
-        ip: "127.0.0.1".into(),
-    };
+    );
     Ok(Gateway::new(settings, Signer::None)?)
 }
 

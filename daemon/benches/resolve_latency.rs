@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use settlement_client::auth::Signer;
 use settlement_client::gateway::{Gateway, GatewaySettings};
-use settlement_client::http::HttpSettings;
-use settlement_client::transport::Endpoints;
 use settlement_sim::faults::{FaultKind, FaultRule};
 use settlement_sim::{SimSettings, Simulator};
-use ybpos_config::{Profile, Terminal};
+use ybpos_config::Terminal;
 use ybpos_daemon::engine::machine::State;
 use ybpos_daemon::engine::{Engine, EngineSettings, Submit};
 use ybpos_daemon::events::{Event, EventBus};
@@ -65,31 +63,19 @@ fn main() {
             .await
             .unwrap();
         let certno = sim.sim.with_state(|s| s.accounts[0].person.certno.clone());
-        let settings = GatewaySettings {
-            terminal: Terminal {
-                fixmedins_code: "P42130200001".into(),
-                fixmedins_name: "bench".into(),
-                mdtrtarea_admvs: "421381".into(),
-                opter: "b".into(),
-                opter_name: "b".into(),
-                opter_type: "1".into(),
-                msgid_node: None,
-                terminals: 1,
-            },
-            endpoints: Endpoints::new(&sim.base_url(), Profile::FsiPaths, Default::default()),
-            http: HttpSettings {
-                connect_timeout: Duration::from_secs(2),
-                request_timeout: Duration::from_secs(5),
-                max_response_bytes: 1 << 20,
-                ca_pem: None,
-            },
-            recer_sys_code: "FSI_LOCAL".into(),
-            infver: "V1.0".into(),
-            dev_no: None,
-            decode_bare: false,
-            mac: "m".into(),
-            ip: "i".into(),
-        };
+        let settings = GatewaySettings::plain(
+            &sim.base_url(),
+            Terminal {
+            fixmedins_code: "P42130200001".into(),
+            fixmedins_name: "bench".into(),
+            mdtrtarea_admvs: "421381".into(),
+            opter: "b".into(),
+            opter_name: "b".into(),
+            opter_type: "1".into(),
+            msgid_node: None,
+            terminals: 1,
+        },
+        );
         let gw = Arc::new(Gateway::new(settings, Signer::None).unwrap());
         let events = EventBus::default();
         let e = Engine::new(

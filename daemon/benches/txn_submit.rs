@@ -18,9 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use settlement_client::auth::Signer;
 use settlement_client::gateway::{Gateway, GatewaySettings};
-use settlement_client::http::HttpSettings;
-use settlement_client::transport::Endpoints;
-use ybpos_config::{Profile, Terminal};
+use ybpos_config::Terminal;
 use ybpos_daemon::engine::Engine;
 use ybpos_daemon::engine::{EngineSettings, Submit};
 use ybpos_daemon::events::EventBus;
@@ -55,8 +53,9 @@ async fn null_gateway(arrival: Arrival) -> String {
 fn engine(rt: &tokio::runtime::Runtime, dir: &std::path::Path, arrival: Arrival) -> Arc<Engine> {
     rt.block_on(async {
         let url = null_gateway(arrival).await;
-        let settings = GatewaySettings {
-            terminal: Terminal {
+        let settings = GatewaySettings::plain(
+            &url,
+            Terminal {
                 fixmedins_code: "P42130200001".into(),
                 fixmedins_name: "bench".into(),
                 mdtrtarea_admvs: "421381".into(),
@@ -66,20 +65,7 @@ fn engine(rt: &tokio::runtime::Runtime, dir: &std::path::Path, arrival: Arrival)
                 msgid_node: None,
                 terminals: 1,
             },
-            endpoints: Endpoints::new(&url, Profile::FsiPaths, Default::default()),
-            http: HttpSettings {
-                connect_timeout: Duration::from_secs(2),
-                request_timeout: Duration::from_secs(5),
-                max_response_bytes: 1 << 20,
-                ca_pem: None,
-            },
-            recer_sys_code: "FSI_LOCAL".into(),
-            infver: "V1.0".into(),
-            dev_no: None,
-            decode_bare: false,
-            mac: "m".into(),
-            ip: "i".into(),
-        };
+        );
         let gw = Arc::new(Gateway::new(settings, Signer::None).unwrap());
         let journal = Journal::open(&dir.join("journal.db")).unwrap();
         let e = Engine::new(

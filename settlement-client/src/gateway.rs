@@ -87,6 +87,28 @@ pub struct GatewaySettings {
 }
 
 impl GatewaySettings {
+    /// A gateway at `url` with the config file's defaults (FSI paths, no
+    /// extra CA, 2 s to connect, 5 s per request, 1 MiB answers): what the
+    /// simulator's tests and the benchmarks start from.
+    pub fn plain(url: &str, terminal: Terminal) -> Self {
+        GatewaySettings {
+            terminal,
+            endpoints: Endpoints::new(url, ybpos_config::Profile::FsiPaths, Default::default()),
+            http: HttpSettings {
+                connect_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(5),
+                max_response_bytes: 1 << 20,
+                ca_pem: None,
+            },
+            recer_sys_code: "FSI_LOCAL".into(),
+            infver: "V1.0".into(),
+            dev_no: None,
+            decode_bare: false,
+            mac: "00:00:00:00:00:00".into(),
+            ip: "127.0.0.1".into(),
+        }
+    }
+
     /// Settings from the validated config file.
     pub fn from_config(cfg: &ybpos_config::Config) -> std::io::Result<Self> {
         let g = &cfg.gateway;

@@ -12,7 +12,6 @@ use settlement_client::Outcome;
 use settlement_client::auth::Signer;
 use settlement_client::decode::DecodeContext;
 use settlement_client::gateway::{Gateway, GatewaySettings};
-use settlement_client::http::HttpSettings;
 use settlement_client::transport::Endpoints;
 use settlement_sim::{RunningSim, SimSettings, Simulator};
 use ybpos_config::{Profile, Terminal};
@@ -40,20 +39,10 @@ fn gateway(sim: &RunningSim, profile: Profile, signer: Signer, decode_bare: bool
     };
     Gateway::new(
         GatewaySettings {
-            terminal: terminal(),
             endpoints: Endpoints::new(&base, profile, BTreeMap::new()),
-            http: HttpSettings {
-                connect_timeout: Duration::from_secs(2),
-                request_timeout: Duration::from_secs(5),
-                max_response_bytes: 1 << 20,
-                ca_pem: None,
-            },
-            recer_sys_code: "FSI_LOCAL".into(),
-            infver: "V1.0".into(),
-            dev_no: None,
             decode_bare,
             mac: "00:11:22:33:44:55".into(),
-            ip: "127.0.0.1".into(),
+            ..GatewaySettings::plain(&base, terminal())
         },
         signer,
     )

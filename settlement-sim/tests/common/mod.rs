@@ -42,15 +42,11 @@ pub fn http(request_timeout: Duration, max: usize, ca_pem: Option<Vec<u8>>) -> H
 
 pub fn settings(base: &str, profile: Profile, http: HttpSettings, bare: bool) -> GatewaySettings {
     GatewaySettings {
-        terminal: terminal(),
         endpoints: Endpoints::new(base, profile, BTreeMap::new()),
         http,
-        recer_sys_code: "FSI_LOCAL".into(),
-        infver: "V1.0".into(),
-        dev_no: None,
         decode_bare: bare,
         mac: "00:11:22:33:44:55".into(),
-        ip: "127.0.0.1".into(),
+        ..GatewaySettings::plain(base, terminal())
     }
 }
 
