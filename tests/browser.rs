@@ -105,7 +105,9 @@ impl Page {
     /// Waits until the page's `data-step` is `step`.
     async fn until_step(&mut self, step: &str) {
         for _ in 0..300 {
-            if self.eval("document.body.dataset.step").await == step {
+            // Right after `Page.navigate` the new document may have no
+            // body yet: that is "not yet", not a failure.
+            if self.eval("document.body?.dataset.step").await == step {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -9,20 +9,17 @@
 
 #![allow(missing_docs)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use settlement_client::auth::Signer;
-use settlement_client::gateway::{Gateway, GatewaySettings};
 use settlement_sim::faults::{FaultKind, FaultRule};
 use settlement_sim::{SimSettings, Simulator};
-use ybpos_config::Terminal;
+use ybpos_daemon::engine::Submit;
 use ybpos_daemon::engine::machine::State;
-use ybpos_daemon::engine::{Engine, EngineSettings, Submit};
 use ybpos_daemon::events::{Event, EventBus};
-use ybpos_daemon::journal::Journal;
-use ybpos_daemon::sessions::Sessions;
 
 fn env(k: &str, default: u64) -> u64 {
     std::env::var(k)
@@ -63,32 +60,8 @@ fn main() {
             .await
             .unwrap();
         let certno = sim.sim.with_state(|s| s.accounts[0].person.certno.clone());
-        let settings = GatewaySettings::plain(
-            &sim.base_url(),
-            Terminal {
-            fixmedins_code: "P42130200001".into(),
-            fixmedins_name: "bench".into(),
-            mdtrtarea_admvs: "421381".into(),
-            opter: "b".into(),
-            opter_name: "b".into(),
-            opter_type: "1".into(),
-            msgid_node: None,
-            terminals: 1,
-        },
-        );
-        let gw = Arc::new(Gateway::new(settings, Signer::None).unwrap());
         let events = EventBus::default();
-        let e = Engine::new(
-            EngineSettings {
-                reversal_grace: grace,
-                max_unclear_answers: 10,
-            },
-            Journal::open(&dir.path().join("journal.db")).unwrap(),
-            gw,
-            Arc::new(Sessions::default()),
-            events.clone(),
-        );
-        e.recover().await.unwrap();
+        let e = common::engine(&sim.base_url(), dir.path(), grace, events.clone()).await;
 
         // One at a time.
         let mut took = Vec::new();

@@ -8,6 +8,8 @@
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,14 +18,8 @@ use axum::body::Bytes;
 use axum::routing::post;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
-use settlement_client::auth::Signer;
-use settlement_client::gateway::{Gateway, GatewaySettings};
-use ybpos_config::Terminal;
-use ybpos_daemon::engine::Engine;
-use ybpos_daemon::engine::{EngineSettings, Submit};
+use ybpos_daemon::engine::{Engine, Submit};
 use ybpos_daemon::events::EventBus;
-use ybpos_daemon::journal::Journal;
-use ybpos_daemon::sessions::Sessions;
 
 /// Arrival time of the latest business request at the null gateway.
 type Arrival = Arc<Mutex<Option<Instant>>>;
@@ -53,33 +49,7 @@ async fn null_gateway(arrival: Arrival) -> String {
 fn engine(rt: &tokio::runtime::Runtime, dir: &std::path::Path, arrival: Arrival) -> Arc<Engine> {
     rt.block_on(async {
         let url = null_gateway(arrival).await;
-        let settings = GatewaySettings::plain(
-            &url,
-            Terminal {
-                fixmedins_code: "P42130200001".into(),
-                fixmedins_name: "bench".into(),
-                mdtrtarea_admvs: "421381".into(),
-                opter: "b".into(),
-                opter_name: "b".into(),
-                opter_type: "1".into(),
-                msgid_node: None,
-                terminals: 1,
-            },
-        );
-        let gw = Arc::new(Gateway::new(settings, Signer::None).unwrap());
-        let journal = Journal::open(&dir.join("journal.db")).unwrap();
-        let e = Engine::new(
-            EngineSettings {
-                reversal_grace: Duration::from_secs(10),
-                max_unclear_answers: 10,
-            },
-            journal,
-            gw,
-            Arc::new(Sessions::default()),
-            EventBus::default(),
-        );
-        e.recover().await.unwrap();
-        e
+        common::engine(&url, dir, Duration::from_secs(10), EventBus::default()).await
     })
 }
 
