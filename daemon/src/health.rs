@@ -242,9 +242,36 @@ fn under_systemd() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
-fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    let _ = sd_notify::notify(false, states);
+/// Tells systemd `states` (`READY=1`, `WATCHDOG=1`, `STATUS=…`) without
+/// ever waiting: `sd_notify::notify` blocks while the manager's socket is
+/// full, and a manager slow to read (or a test harness that never reads)
+/// then stalled the thread that reports — once it was the main thread at
+/// `STOPPING=1`, so SIGTERM never finished. A message the socket cannot
+/// take now is dropped (each is advisory or repeated: the next
+/// `WATCHDOG=1` comes within half the interval).
+pub fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
+        notify_to(std::path::Path::new(&path), states);
+    }
 }
+
+/// [`notify`] to the socket at `path`.
+fn notify_to(path: &std::path::Path, states: &[sd_notify::NotifyState<'_>]) {
+    let msg: String = states.iter().map(|s| format!("{s}\n")).collect();
+    let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|sock| {
+        sock.set_nonblocking(true)?;
+        sock.connect(path)?;
+        sock.send(msg.as_bytes())
+    });
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "systemd's notify socket did not take a message; dropped.");
+    }
+}
+
+/// How long [`supervise`] lets a burst of events settle before it checks
+/// and updates `STATUS=` once for all of them (a resolver finishing a
+/// thousand records is one update, not a thousand).
+const STATUS_SETTLE: Duration = Duration::from_millis(200);
 
 /// The last `STATUS=` sent, so [`supervise`] puts the usual line back
 /// after another one (e.g. "reloaded").
@@ -287,6 +314,19 @@ pub async fn supervise(health: Arc<Health>, events: EventBus, cancel: Cancellati
                 _ => false,
             },
         };
+        if !watchdog {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(STATUS_SETTLE) => {}
+            }
+            loop {
+                match rx.try_recv() {
+                    Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::broadcast::error::TryRecvError::Closed) => return,
+                }
+            }
+        }
         let (text, healthy) = match health.check(deadline).await {
             Ok(core) => {
                 if was_stuck {
@@ -403,6 +443,29 @@ mod tests {
         assert_eq!(
             Stuck(vec![Part::Journal, Part::Api]).to_string(),
             "unhealthy: the journal thread and the API loop did not answer within 2 s"
+        );
+    }
+
+    #[test]
+    fn a_notify_socket_nobody_reads_never_blocks_the_sender() {
+        // Failed before: sd_notify::notify blocked once the socket's queue
+        // was full (after a few hundred STATUS lines), for ever.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let _unread = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            for i in 0..5000 {
+                let text = format!("ready: {i} unresolved");
+                notify_to(&p, &[sd_notify::NotifyState::Status(&text)]);
+            }
+            notify_to(&p, &[sd_notify::NotifyState::Stopping]);
+            let _ = done.send(());
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "the sender hung on a full notify socket"
         );
     }
 

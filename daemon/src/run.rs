@@ -336,7 +336,7 @@ pub async fn main(config: &std::path::Path) -> i32 {
             return 1;
         }
     };
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    crate::health::notify(&[sd_notify::NotifyState::Ready]);
     info!("Ready.");
     let supervisor = CancellationToken::new();
     tokio::spawn(crate::health::supervise(
@@ -349,29 +349,26 @@ pub async fn main(config: &std::path::Path) -> i32 {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = hup.recv() => {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                crate::health::notify(&[sd_notify::NotifyState::Reloading]);
                 crate::health::status("reloading the configuration");
                 let text = match daemon.reloader.reload().await {
                     Ok(a) if a.need_restart.is_empty() => "reloaded".to_string(),
                     Ok(a) => format!("reloaded; restart to apply {}", a.need_restart.join(", ")),
                     Err(r) => format!("reload refused: {r}"),
                 };
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                crate::health::notify(&[sd_notify::NotifyState::Ready]);
                 crate::health::status(&text);
                 // The supervisor puts the usual line back at its next check.
             }
         }
     }
     supervisor.cancel();
-    let _ = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::Stopping,
-            sd_notify::NotifyState::Status(
-                "stopping: closing the API, releasing scanners, signing out",
-            ),
-        ],
-    );
+    crate::health::notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status(
+            "stopping: closing the API, releasing scanners, signing out",
+        ),
+    ]);
     daemon.shutdown().await;
     0
 }
