@@ -148,13 +148,15 @@ fn main() -> Result<()> {
             "--out" => out = it.next().map(PathBuf::from),
             "--tmp" => tmp = it.next().map(PathBuf::from).unwrap_or_else(|| usage()),
             "--only" => {
-                only = Some(
-                    it.next()
-                        .unwrap_or_else(|| usage())
-                        .split(',')
-                        .filter_map(|s| s.trim().parse().ok())
-                        .collect(),
-                )
+                let list = it.next().unwrap_or_else(|| usage());
+                let mut figures = Vec::new();
+                for f in list.split(',') {
+                    match f.trim().parse::<u32>() {
+                        Ok(n @ 1..=6) => figures.push(n),
+                        _ => bail!("--only {list}: figures are 1 to 6, comma-separated"),
+                    }
+                }
+                only = Some(figures);
             }
             _ => usage(),
         }
