@@ -482,7 +482,16 @@ async fn another_user_needs_the_group_and_the_allow_list() {
         "{err}"
     );
     assert!(err.contains("api.allowed_uids"), "{err}");
-    let logs = t.logs();
+    // The daemon logs the refusal as it closes the connection: the client
+    // may read the refusal before the line reaches the log file.
+    let mut logs = t.logs();
+    for _ in 0..100 {
+        if logs.contains("Connection refused: the peer's uid is not in api.allowed_uids.") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        logs = t.logs();
+    }
     let line = logs
         .lines()
         .find(|l| l.contains("Connection refused: the peer's uid is not in api.allowed_uids."))
