@@ -191,12 +191,7 @@ pub fn start(b: &Bench, r: &mut Report) -> Result<()> {
     cfg.gateway_url = url.clone();
     cfg.journal = "reversal_grace_ms = 0".into();
     cfg.write(dir.path())?;
-    let (notify, path) = Notify::bind(dir.path())?;
-    let d = Daemon::spawn(&b.ybposd, dir.path(), &[("NOTIFY_SOCKET", path)])?;
-    let at = notify.wait_for("READY=1", Duration::from_secs(60))?;
-    let to_ready = at.duration_since(d.spawned);
-    let mut c = Rpc::connect(&d.socket)?;
-    let first = c.call("system.info", json!({}))?["journal"]["unresolved"].clone();
+    let (d, to_ready, first, mut c) = restart(b, dir.path())?;
     let resolved_at = loop {
         let info = c.call("system.info", json!({}))?;
         if info["journal"]["unresolved"] == 0 {
@@ -210,12 +205,7 @@ pub fn start(b: &Bench, r: &mut Report) -> Result<()> {
     drop(c);
     d.stop()?;
     cfg.write(cut.path())?;
-    let (notify, path) = Notify::bind(cut.path())?;
-    let d = Daemon::spawn(&b.ybposd, cut.path(), &[("NOTIFY_SOCKET", path)])?;
-    let at = notify.wait_for("READY=1", Duration::from_secs(60))?;
-    let cut_ready = at.duration_since(d.spawned);
-    let mut c = Rpc::connect(&d.socket)?;
-    let cut_first = c.call("system.info", json!({}))?["journal"]["unresolved"].clone();
+    let (d, cut_ready, cut_first, c) = restart(b, cut.path())?;
     drop(c);
     d.stop()?;
 
@@ -272,4 +262,16 @@ fn power_cut_copy(from: &Path, to: &Path) -> Result<()> {
         bail!("no unknown record to turn into a sent one");
     }
     Ok(())
+}
+
+/// Starts the daemon on the journal in `dir`: the daemon, exec → READY,
+/// the unresolved count right after READY, and a client.
+fn restart(b: &Bench, dir: &Path) -> Result<(Daemon, Duration, serde_json::Value, Rpc)> {
+    let (notify, path) = Notify::bind(dir)?;
+    let d = Daemon::spawn(&b.ybposd, dir, &[("NOTIFY_SOCKET", path)])?;
+    let at = notify.wait_for("READY=1", Duration::from_secs(60))?;
+    let mut c = Rpc::connect(&d.socket)?;
+    let unresolved = c.call("system.info", json!({}))?["journal"]["unresolved"].clone();
+    let to_ready = at.duration_since(d.spawned);
+    Ok((d, to_ready, unresolved, c))
 }
